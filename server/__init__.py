@@ -1,0 +1,1 @@
+"""codebooga's serving side: OpenAI-compatible HTTP API over a backend-agnostic generation engine."""
