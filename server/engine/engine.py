@@ -1,0 +1,162 @@
+"""The engine: prompts in, text events out, over any `Backend`.
+
+It owns everything that must behave the same on every backend: chat template rendering, preset resolution,
+context-length checks, the default token budget, detokenization, stop strings, logprobs and usage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from server.engine.backend import Backend
+from server.engine.chat_template import ChatTemplate
+from server.engine.errors import GenerationFailed, InvalidRequest
+from server.engine.presets import PresetBook
+from server.engine.text_stream import ChoiceText
+from server.engine.types import (
+    BackendJob,
+    BackendStats,
+    ChoiceFinished,
+    EngineEvent,
+    GenerationFinished,
+    GenerationRequest,
+    ModelInfo,
+    SampledToken,
+    SamplingParams,
+    SequenceFailed,
+    SequenceFinished,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+log = logging.getLogger("codebooga.engine")
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    text: str
+    tokens: tuple[int, ...]
+    stop: tuple[str, ...]
+
+
+class Engine:
+    def __init__(
+        self, backend: Backend, chat_template: ChatTemplate, presets: PresetBook, default_preset: str
+    ) -> None:
+        presets.get(default_preset)
+        self.backend = backend
+        self.chat_template = chat_template
+        self.presets = presets
+        self.default_preset = default_preset
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    def stats(self) -> BackendStats:
+        return self.backend.stats()
+
+    # --- prompts -------------------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> ChatPrompt:
+        text = self.chat_template.render(messages, bos_token=self.info.bos_token, eos_token=self.info.eos_token)
+        return ChatPrompt(text=text, tokens=tuple(self.tokenize(text)), stop=self.chat_template.stop)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.backend.tokenize(text, add_special=True)
+
+    def check_token_ids(self, tokens: Sequence[int], param: str) -> None:
+        vocab_size = self.info.vocab_size
+        for token in tokens:
+            if not 0 <= token < vocab_size:
+                raise InvalidRequest(f"token id {token} is outside the vocabulary (0..{vocab_size - 1})", param)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.backend.token_bytes(token) for token in tokens).decode("utf-8", errors="replace")
+
+    def sampling(
+        self,
+        request_preset: str | None,
+        sent: Mapping[str, float | int | None],
+        *,
+        seed: int | None,
+        logit_bias: Mapping[int, float],
+    ) -> SamplingParams:
+        if logit_bias:
+            self.check_token_ids(list(logit_bias), "logit_bias")
+        return self.presets.resolve(
+            self.default_preset, request_preset, sent, seed=seed, logit_bias=tuple(sorted(logit_bias.items()))
+        )
+
+    # --- generation ----------------------------------------------------------------------------------------
+
+    def budget(self, prompt_length: int, max_tokens: int | None, param: str) -> int:
+        """Tokens the request may generate: what it asked for, capped by the room left in the context."""
+        context = self.info.context_length
+        room = context - prompt_length
+        if room < 1:
+            raise InvalidRequest(
+                f"the prompt is {prompt_length} tokens long but the model's context holds {context} tokens "
+                "including the reply; shorten the prompt",
+                param=param,
+            )
+        return room if max_tokens is None else min(max_tokens, room)
+
+    async def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
+        """Run one request; events for all its choices interleave. Closing the iterator cancels the work."""
+        prompt_length = len(request.prompt_tokens)
+        job = BackendJob(
+            request_id=request.request_id,
+            prompt_tokens=request.prompt_tokens,
+            sampling=request.sampling,
+            max_new_tokens=self.budget(prompt_length, request.max_tokens, prompt_param),
+            n=request.n,
+            top_logprobs=request.top_logprobs,
+        )
+        stream = self.backend.submit(job)
+        choices = [ChoiceText(index, request.stop) for index in range(request.n)]
+        completion_tokens = 0
+        try:
+            async for event in stream:
+                choice = choices[event.choice]
+                if choice.done:
+                    continue
+                if isinstance(event, SampledToken):
+                    completion_tokens += 1
+                    delta = choice.add_token(event.token_id, self.backend.token_bytes(event.token_id), self._logprob(event))
+                    if delta is not None:
+                        yield delta
+                    if choice.hit_stop:
+                        stream.stop_choice(event.choice)
+                        yield ChoiceFinished(event.choice, "stop")
+                elif isinstance(event, SequenceFinished):
+                    delta = choice.finish()
+                    if delta is not None:
+                        yield delta
+                    reason = "stop" if event.reason == "eog" or choice.hit_stop else "length"
+                    yield ChoiceFinished(event.choice, reason)
+                elif isinstance(event, SequenceFailed):
+                    log.error("request %s: generation failed: %s", request.request_id, event.message)
+                    raise GenerationFailed(f"generation failed: {event.message}")
+            yield GenerationFinished(Usage(prompt_tokens=prompt_length, completion_tokens=completion_tokens))
+        finally:
+            stream.cancel()
+
+    def _logprob(self, event: SampledToken) -> TokenLogprob | None:
+        if event.logprob is None:
+            return None
+        return TokenLogprob(
+            token=self._token_string(event.token_id),
+            token_bytes=self.backend.token_bytes(event.token_id),
+            logprob=event.logprob,
+            top=tuple(
+                TopLogprob(self._token_string(token), self.backend.token_bytes(token), logprob)
+                for token, logprob in event.top_logprobs
+            ),
+        )
+
+    def _token_string(self, token_id: int) -> str:
+        return self.backend.token_bytes(token_id).decode("utf-8", errors="replace")

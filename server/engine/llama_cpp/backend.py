@@ -1,0 +1,45 @@
+"""`Backend` implementation over llama.cpp: a loaded GGUF plus its decode-loop scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from server.engine.llama_cpp.scheduler import LlamaJobStream, Scheduler
+from server.engine.types import BackendJob, BackendStats, ModelInfo
+
+
+class LlamaCppBackend:
+    def __init__(self, path: Path, options: ContextOptions, model_id: str, max_queue: int = 64) -> None:
+        self._model = LlamaCppModel(path, options)
+        self._scheduler = Scheduler(self._model, max_queue=max_queue)
+        model = self._model
+        self._info = ModelInfo(
+            model_id=model_id,
+            context_length=model.n_ctx_per_seq,
+            vocab_size=model.n_vocab,
+            chat_template=model.chat_template(),
+            bos_token=model.token_text(model.bos_token_id),
+            eos_token=model.token_text(model.eos_token_id),
+            backend="llama.cpp",
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self._model.tokenize(text, add_special=add_special)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._model.token_bytes(token_id)
+
+    def submit(self, job: BackendJob) -> LlamaJobStream:
+        return self._scheduler.submit(job)
+
+    def stats(self) -> BackendStats:
+        return self._scheduler.stats()
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._model.close()

@@ -1,0 +1,152 @@
+"""Loading a GGUF into llama.cpp and the vocabulary operations the engine needs.
+
+Uses llama-cpp-python's low-level ctypes API only (the high-level `Llama` class samples in Python and runs
+one sequence at a time). The context holds `n_parallel` independent KV streams of `n_ctx_per_seq` cells each,
+so one sequence can never eat another's context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as llama
+
+log = logging.getLogger("codebooga.llama_cpp")
+
+_GGML_LOG_LEVEL_WARN = 3
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+@llama.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    """llama.cpp prints hundreds of lines per load; keep warnings and errors, demote the rest to debug."""
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if not message:
+        return
+    if level == _GGML_LOG_LEVEL_ERROR:
+        log.error(message)
+    elif level == _GGML_LOG_LEVEL_WARN:
+        log.warning(message)
+    else:
+        log.debug(message)
+
+
+llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+llama.llama_backend_init()
+
+
+class ModelLoadError(Exception):
+    """The model file could not be loaded; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    n_ctx_per_seq: int = 4096
+    n_parallel: int = 4
+    n_threads: int = 0
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+
+
+class LlamaCppModel:
+    """Owns the llama.cpp model, vocabulary and context handles; frees them in `close`."""
+
+    def __init__(self, path: Path, options: ContextOptions) -> None:
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        model_params = llama.llama_model_default_params()
+        model_params.n_gpu_layers = options.n_gpu_layers
+        self.model = llama.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self.model:
+            raise ModelLoadError(f"llama.cpp could not load {path}: not a GGUF model file it supports")
+        self.vocab = llama.llama_model_get_vocab(self.model)
+        self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = llama.llama_model_n_ctx_train(self.model)
+        self.n_ctx_per_seq = options.n_ctx_per_seq or self.n_ctx_train
+        self.n_parallel = options.n_parallel
+        self.n_batch = options.n_batch
+
+        context_params = llama.llama_context_default_params()
+        context_params.n_ctx = self.n_ctx_per_seq * options.n_parallel
+        context_params.n_batch = options.n_batch
+        context_params.n_ubatch = min(options.n_batch, 512)
+        context_params.n_seq_max = options.n_parallel
+        context_params.n_threads = options.n_threads
+        context_params.n_threads_batch = options.n_threads
+        context_params.kv_unified = False
+        context_params.no_perf = True
+        self.context = llama.llama_init_from_model(self.model, context_params)
+        if not self.context:
+            llama.llama_model_free(self.model)
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {context_params.n_ctx} tokens for {path} "
+                "(lower --ctx-size or --parallel)"
+            )
+        self.memory = llama.llama_get_memory(self.context)
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (llama.llama_token * capacity)()
+        count = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        if count < 0:
+            capacity = -count
+            tokens = (llama.llama_token * capacity)()
+            count = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        return list(tokens[:count])
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """Bytes of a token's text; control tokens render as nothing (they are not part of the answer)."""
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            buffer = ctypes.create_string_buffer(64)
+            size = llama.llama_token_to_piece(self.vocab, token_id, buffer, 64, 0, False)
+            if size < 0:
+                buffer = ctypes.create_string_buffer(-size)
+                size = llama.llama_token_to_piece(self.vocab, token_id, buffer, -size, 0, False)
+            piece = buffer.raw[:size]
+            self._pieces[token_id] = piece
+        return piece
+
+    def token_text(self, token_id: int) -> str:
+        """A token's text including special tokens (for chat templates' bos/eos variables)."""
+        buffer = ctypes.create_string_buffer(256)
+        size = llama.llama_token_to_piece(self.vocab, token_id, buffer, 256, 0, True)
+        return buffer.raw[: max(size, 0)].decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        return bool(llama.llama_vocab_is_eog(self.vocab, token_id))
+
+    @property
+    def bos_token_id(self) -> int:
+        return llama.llama_vocab_bos(self.vocab)
+
+    @property
+    def eos_token_id(self) -> int:
+        return llama.llama_vocab_eos(self.vocab)
+
+    def metadata(self, key: str) -> str | None:
+        buffer = ctypes.create_string_buffer(4096)
+        size = llama.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
+        if size < 0:
+            return None
+        if size >= len(buffer):
+            buffer = ctypes.create_string_buffer(size + 1)
+            llama.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        template = llama.llama_model_chat_template(self.model, None)
+        return template.decode("utf-8", errors="replace") if template else None
+
+    def close(self) -> None:
+        if self.context:
+            llama.llama_free(self.context)
+            self.context = None
+        if self.model:
+            llama.llama_model_free(self.model)
+            self.model = None

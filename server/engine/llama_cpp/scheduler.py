@@ -1,0 +1,363 @@
+"""The decode loop: one thread batches every running sequence into each `llama_decode` call.
+
+Each step carries one decode token for every sequence that is generating plus a chunk of prompt tokens for
+sequences still prefilling (so a long prompt never freezes the streams around it), then samples each sequence
+with its own native sampler chain. Jobs join at the next step and leave when done. Slots keep their tokens
+after a job ends: the next job takes the idle slot sharing the longest prefix with its prompt and decodes only
+the rest. A job with n choices prefills its prompt once and copies that KV to its other slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import llama_cpp as llama
+
+from server.engine.errors import InvalidRequest, Overloaded
+from server.engine.llama_cpp.model import LlamaCppModel
+from server.engine.llama_cpp.sampling import SamplerChain, token_logprobs
+from server.engine.types import (
+    BackendEvent,
+    BackendJob,
+    BackendStats,
+    SampledToken,
+    SequenceFailed,
+    SequenceFinished,
+)
+
+log = logging.getLogger("codebooga.scheduler")
+
+_END_OF_JOB = object()
+
+
+class LlamaJobStream:
+    """The asyncio side of a job: the decode thread pushes event lists in; the request handler reads them."""
+
+    def __init__(self, scheduler: Scheduler, spec: BackendJob) -> None:
+        self.spec = spec
+        self.cancelled = False
+        self.stopped_choices: set[int] = set()
+        self._scheduler = scheduler
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[list[object]] = asyncio.Queue()
+        self._buffer: deque[object] = deque()
+
+    def __aiter__(self) -> LlamaJobStream:
+        return self
+
+    async def __anext__(self) -> BackendEvent:
+        while not self._buffer:
+            self._buffer.extend(await self._queue.get())
+        item = self._buffer.popleft()
+        if item is _END_OF_JOB:
+            self._buffer.appendleft(item)
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    def stop_choice(self, choice: int) -> None:
+        self.stopped_choices.add(choice)
+        self._scheduler.wake()
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._scheduler.wake()
+
+    def deliver(self, events: list[object]) -> None:
+        """Called from the decode thread."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, events)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            pass
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    busy: bool = False
+
+
+@dataclass
+class _Sequence:
+    choice: int
+    slot: _Slot
+    sampler: SamplerChain
+    prompt_todo: list[int] = field(default_factory=list)
+    next_token: int | None = None
+    generated: int = 0
+    ended: bool = False
+
+
+@dataclass
+class _Job:
+    stream: LlamaJobStream
+    sequences: list[_Sequence]
+    outbox: list[object] = field(default_factory=list)
+
+    @property
+    def spec(self) -> BackendJob:
+        return self.stream.spec
+
+
+def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
+    length = 0
+    for cached_token, prompt_token in zip(cached, prompt):
+        if cached_token != prompt_token:
+            break
+        length += 1
+    return length
+
+
+class Scheduler:
+    """Owns the llama.cpp context from its own thread; everything else talks to it through `submit`."""
+
+    def __init__(self, model: LlamaCppModel, max_queue: int = 64) -> None:
+        self._model = model
+        self._max_queue = max_queue
+        self._slots = [_Slot(seq_id) for seq_id in range(model.n_parallel)]
+        self._waiting: deque[_Job] = deque()
+        self._running: list[_Job] = []
+        self._finished: list[_Job] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self._batch = llama.llama_batch_init(model.n_batch, 0, 1)
+        self.tokens_generated = 0
+        self.prompt_tokens_decoded = 0
+        self.prompt_tokens_reused = 0
+        self._thread = threading.Thread(target=self._run, name="codebooga-decode", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop ------------------------------------------------------------------------
+
+    def submit(self, spec: BackendJob) -> LlamaJobStream:
+        if spec.n > len(self._slots):
+            raise InvalidRequest(
+                f"n={spec.n} needs {spec.n} parallel sequences but the server runs {len(self._slots)} "
+                "(start it with a larger --parallel)",
+                param="n",
+            )
+        stream = LlamaJobStream(self, spec)
+        with self._wake:
+            if len(self._waiting) >= self._max_queue:
+                raise Overloaded(f"the server is busy: {len(self._waiting)} requests are already waiting")
+            self._waiting.append(_Job(stream, []))
+            self._wake.notify()
+        return stream
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def stats(self) -> BackendStats:
+        busy = sum(slot.busy for slot in self._slots)
+        return BackendStats(
+            slots_total=len(self._slots),
+            slots_busy=busy,
+            queue_depth=len(self._waiting),
+            extra={
+                "tokens_generated": self.tokens_generated,
+                "prompt_tokens_decoded": self.prompt_tokens_decoded,
+                "prompt_tokens_reused": self.prompt_tokens_reused,
+            },
+        )
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        for job in self._running + list(self._waiting):
+            job.stream.deliver([_END_OF_JOB])
+            for sequence in job.sequences:
+                sequence.sampler.free()
+        llama.llama_batch_free(self._batch)
+
+    # --- the decode thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not self._waiting and not self._running:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                self._admit()
+            try:
+                self._step()
+            except Exception:
+                log.exception("decode step failed; ending the running requests")
+                for job in self._running:
+                    self._fail_job(job, "internal error in the decode loop")
+                self._drop_finished()
+            self._flush_outboxes()
+
+    def _admit(self) -> None:
+        """Start waiting jobs, oldest first, while enough slots are idle (caller holds the lock)."""
+        while self._waiting:
+            job = self._waiting[0]
+            if job.stream.cancelled:
+                self._waiting.popleft()
+                job.stream.deliver([_END_OF_JOB])
+                continue
+            idle = [slot for slot in self._slots if not slot.busy]
+            if len(idle) < job.spec.n:
+                return
+            self._waiting.popleft()
+            self._start(job, idle)
+            self._running.append(job)
+
+    def _start(self, job: _Job, idle: list[_Slot]) -> None:
+        spec = job.spec
+        prompt = spec.prompt_tokens
+        primary = max(idle, key=lambda slot: common_prefix_length(slot.tokens, prompt))
+        reused = min(common_prefix_length(primary.tokens, prompt), len(prompt) - 1)
+        llama.llama_memory_seq_rm(self._model.memory, primary.seq_id, reused, -1)
+        del primary.tokens[reused:]
+        self.prompt_tokens_reused += reused
+        others = sorted((slot for slot in idle if slot is not primary), key=lambda slot: len(slot.tokens))
+        slots = [primary, *others[: spec.n - 1]]
+        history = prompt[-spec.sampling.penalty_last_n :] if spec.sampling.penalty_last_n > 0 else ()
+        for choice, slot in enumerate(slots):
+            slot.busy = True
+            sampler = SamplerChain(spec.sampling, self._model.n_vocab, seed_offset=choice)
+            for token in history:
+                sampler.accept(token)
+            job.sequences.append(_Sequence(choice, slot, sampler))
+        job.sequences[0].prompt_todo = list(prompt[reused:])
+
+    def _step(self) -> None:
+        self._retire_cancelled()
+        if not self._running:
+            return
+        batch = self._batch
+        count = 0
+        sample_points: list[tuple[_Job, _Sequence, int]] = []
+
+        def add(token: int, sequence: _Sequence, wants_logits: bool) -> None:
+            nonlocal count
+            batch.token[count] = token
+            batch.pos[count] = len(sequence.slot.tokens)
+            batch.n_seq_id[count] = 1
+            batch.seq_id[count][0] = sequence.slot.seq_id
+            batch.logits[count] = wants_logits
+            sequence.slot.tokens.append(token)
+            count += 1
+
+        for job in self._running:
+            for sequence in job.sequences:
+                if not sequence.ended and sequence.next_token is not None:
+                    sample_points.append((job, sequence, count))
+                    add(sequence.next_token, sequence, True)
+                    sequence.next_token = None
+        for job in self._running:
+            primary = job.sequences[0]
+            budget = self._model.n_batch - count
+            if primary.ended or not primary.prompt_todo or budget <= 0:
+                continue
+            chunk, primary.prompt_todo = primary.prompt_todo[:budget], primary.prompt_todo[budget:]
+            for position, token in enumerate(chunk):
+                is_prompt_end = not primary.prompt_todo and position == len(chunk) - 1
+                if is_prompt_end:
+                    sample_points.append((job, primary, count))
+                add(token, primary, is_prompt_end)
+            self.prompt_tokens_decoded += len(chunk)
+        if count == 0:
+            return
+        batch.n_tokens = count
+        status = llama.llama_decode(self._model.context, batch)
+        if status != 0:
+            self._fail_batch(sample_points, status)
+            return
+        for job, sequence, index in sample_points:
+            if sequence.generated == 0 and sequence.choice == 0 and len(job.sequences) > 1:
+                self._fork_prompt(job)
+                for sibling in job.sequences:
+                    self._sample(job, sibling, index)
+            else:
+                self._sample(job, sequence, index)
+        self._drop_finished()
+
+    def _fork_prompt(self, job: _Job) -> None:
+        """Share the primary's freshly decoded prompt KV with the job's other choices."""
+        primary = job.sequences[0]
+        for sibling in job.sequences[1:]:
+            if sibling.ended:
+                continue
+            llama.llama_memory_seq_rm(self._model.memory, sibling.slot.seq_id, -1, -1)
+            llama.llama_memory_seq_cp(self._model.memory, primary.slot.seq_id, sibling.slot.seq_id, -1, -1)
+            sibling.slot.tokens = list(primary.slot.tokens)
+
+    def _sample(self, job: _Job, sequence: _Sequence, index: int) -> None:
+        if sequence.ended:
+            return
+        model = self._model
+        token = sequence.sampler.sample(model.context, index)
+        if model.is_end_of_generation(token):
+            self._end(job, sequence, SequenceFinished(sequence.choice, "eog"))
+            return
+        sequence.generated += 1
+        self.tokens_generated += 1
+        top_logprobs = job.spec.top_logprobs
+        if top_logprobs is None:
+            job.outbox.append(SampledToken(sequence.choice, token))
+        else:
+            logprob, top = token_logprobs(model.context, index, model.n_vocab, token, top_logprobs)
+            job.outbox.append(SampledToken(sequence.choice, token, logprob, top))
+        if sequence.generated >= job.spec.max_new_tokens:
+            self._end(job, sequence, SequenceFinished(sequence.choice, "length"))
+        else:
+            sequence.next_token = token
+
+    def _retire_cancelled(self) -> None:
+        for job in self._running:
+            for sequence in job.sequences:
+                if not sequence.ended and (
+                    job.stream.cancelled or sequence.choice in job.stream.stopped_choices
+                ):
+                    self._end(job, sequence, None)
+        self._drop_finished()
+
+    def _end(self, job: _Job, sequence: _Sequence, event: BackendEvent | None) -> None:
+        sequence.ended = True
+        sequence.slot.busy = False
+        sequence.sampler.free()
+        if event is not None:
+            job.outbox.append(event)
+
+    def _drop_finished(self) -> None:
+        """Move jobs whose every choice has ended out of the running set; their streams get the end marker."""
+        running = []
+        for job in self._running:
+            if all(sequence.ended for sequence in job.sequences):
+                job.outbox.append(_END_OF_JOB)
+                self._finished.append(job)
+            else:
+                running.append(job)
+        self._running = running
+
+    def _fail_batch(self, sample_points: list[tuple[_Job, _Sequence, int]], status: int) -> None:
+        reason = "no free KV cache slot" if status == 1 else f"llama_decode failed with status {status}"
+        log.error("decode failed (%s); failing %d running requests", reason, len(self._running))
+        for job in self._running:
+            self._fail_job(job, reason)
+        self._drop_finished()
+
+    def _fail_job(self, job: _Job, reason: str) -> None:
+        for sequence in job.sequences:
+            if not sequence.ended:
+                llama.llama_memory_seq_rm(self._model.memory, sequence.slot.seq_id, -1, -1)
+                sequence.slot.tokens.clear()
+                self._end(job, sequence, SequenceFailed(sequence.choice, reason))
+
+    def _flush_outboxes(self) -> None:
+        for job in [*self._running, *self._finished]:
+            if job.outbox:
+                job.stream.deliver(job.outbox)
+                job.outbox = []
+        self._finished.clear()

@@ -1,0 +1,167 @@
+"""Value types shared by the engine, its backends and its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Fully resolved sampling settings for one request: every field is set, nothing left to a backend default.
+
+    Backends disagree on defaults (ExLlamaV2 samples at temperature 0.8 unless told otherwise), so the engine
+    always resolves presets and request fields into this complete record first.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the caller wants generated. `top_logprobs` is None for no logprobs, 0 for the chosen token's only."""
+
+    request_id: str
+    prompt_tokens: tuple[int, ...]
+    sampling: SamplingParams
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    n: int = 1
+    top_logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What callers need to know about the loaded model."""
+
+    model_id: str
+    context_length: int
+    vocab_size: int
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    backend: str
+
+
+# --- backend level: token ids -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendJob:
+    """One generation as a backend sees it: `max_new_tokens` is already capped to the room in the context."""
+
+    request_id: str
+    prompt_tokens: tuple[int, ...]
+    sampling: SamplingParams
+    max_new_tokens: int
+    n: int = 1
+    top_logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class SampledToken:
+    """A token a backend sampled for one choice, with its log-probability under the model when asked for."""
+
+    choice: int
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class SequenceFinished:
+    """A backend ended a choice: `eog` for an end-of-generation token, `length` for the token budget."""
+
+    choice: int
+    reason: Literal["eog", "length"]
+
+
+@dataclass(frozen=True)
+class SequenceFailed:
+    """A backend could not continue a choice (e.g. the KV cache is exhausted)."""
+
+    choice: int
+    message: str
+
+
+BackendEvent = SampledToken | SequenceFinished | SequenceFailed
+
+
+# --- engine level: text ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    token_bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its logprob and the most likely alternatives at its position."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text for one choice. `logprobs` covers exactly the tokens whose text this delta completes."""
+
+    choice: int
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChoiceFinished:
+    choice: int
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class GenerationFinished:
+    usage: Usage
+
+
+EngineEvent = TextDelta | ChoiceFinished | GenerationFinished
+
+
+@dataclass
+class BackendStats:
+    """A snapshot of backend load for /health and /metrics."""
+
+    slots_total: int
+    slots_busy: int
+    queue_depth: int
+    extra: dict[str, float] = field(default_factory=dict)
