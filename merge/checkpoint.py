@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from merge.dtypes import NAMES_BY_CODE, STORAGE, widen_to_float32
-from merge.errors import MergeError
+from merge.errors import MergeError, first_line
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
@@ -195,7 +195,7 @@ def read_json(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"missing {path.name} in {path.parent}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path}: {_first_line(error)}") from None
+        raise CheckpointError(f"cannot read {path}: {first_line(error)}") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return value
@@ -270,7 +270,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
                 raise CheckpointError(f"{path} has an implausible safetensors header ({length} bytes)")
             raw = handle.read(length)
     except OSError as error:
-        raise CheckpointError(f"cannot read {path}: {_first_line(error)}") from None
+        raise CheckpointError(f"cannot read {path}: {first_line(error)}") from None
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -345,7 +345,7 @@ def _open_pytorch(files: list[Path]) -> dict[str, _Source]:
         try:
             state = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
         except Exception as error:  # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...)
-            raise CheckpointError(f"cannot read {path}: {_first_line(error)}") from None
+            raise CheckpointError(f"cannot read {path}: {first_line(error)}") from None
         if not isinstance(state, dict):
             raise CheckpointError(f"{path} does not hold a state dict")
         for name, tensor in state.items():
@@ -360,7 +360,3 @@ def _open_pytorch(files: list[Path]) -> dict[str, _Source]:
             sources[name] = _TorchSource(info, tensor)
     return sources
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__

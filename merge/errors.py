@@ -9,3 +9,9 @@ from __future__ import annotations
 
 class MergeError(Exception):
     """A user-fixable problem; `str(error)` is one line that says what and where."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (capped), for wrapping library errors in a `MergeError`."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
