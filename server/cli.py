@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("server.serve_command", "merge.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("server.serve_command", "merge.cli", "merge.gguf.cli")
 
 
 class CliError(Exception):

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from server.engine.backend import Backend
+from server.engine.backend import Backend, JobStream
 from server.engine.chat_template import ChatTemplate
 from server.engine.errors import GenerationFailed, InvalidRequest
 from server.engine.presets import PresetBook
@@ -105,8 +105,9 @@ class Engine:
             )
         return room if max_tokens is None else min(max_tokens, room)
 
-    async def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
-        """Run one request; events for all its choices interleave. Closing the iterator cancels the work."""
+    def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
+        """Validate and queue one request now (raising `InvalidRequest`/`Overloaded` before any output), and
+        return its events; events for all its choices interleave. Closing the iterator cancels the work."""
         prompt_length = len(request.prompt_tokens)
         job = BackendJob(
             request_id=request.request_id,
@@ -116,7 +117,10 @@ class Engine:
             n=request.n,
             top_logprobs=request.top_logprobs,
         )
-        stream = self.backend.submit(job)
+        return self._events(request, self.backend.submit(job))
+
+    async def _events(self, request: GenerationRequest, stream: JobStream) -> AsyncIterator[EngineEvent]:
+        prompt_length = len(request.prompt_tokens)
         choices = [ChoiceText(index, request.stop) for index in range(request.n)]
         completion_tokens = 0
         try:

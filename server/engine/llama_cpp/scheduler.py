@@ -68,6 +68,10 @@ class LlamaJobStream:
             self.cancelled = True
             self._scheduler.wake()
 
+    def __del__(self) -> None:
+        # A stream dropped unread (its request vanished before reading) must not keep generating.
+        self.cancel()
+
     def deliver(self, events: list[object]) -> None:
         """Called from the decode thread."""
         try:

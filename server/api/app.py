@@ -1,0 +1,73 @@
+"""The FastAPI application: routes, error shapes, request ids, and loading the model in the background.
+
+The port opens before the model loads, so orchestrators see `/health` answer 503 while loading and 200 once
+ready; requests that arrive early get an OpenAI-shaped 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from server.api.auth import ApiKeyCheck
+from server.api.errors import install_error_handlers
+from server.api.middleware import RequestIdMiddleware
+from server.api.routes import health_router, v1_router
+from server.engine.engine import Engine
+from server.settings import ServeSettings
+
+log = logging.getLogger("codebooga.server")
+
+
+def create_app(
+    settings: ServeSettings, load_engine: Callable[[], Engine], on_load_failure: Callable[[Exception], None]
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_load(app))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            engine: Engine | None = app.state.engine
+            if engine is not None:
+                app.state.engine = None
+                await asyncio.to_thread(engine.backend.close)
+
+    async def _load(app: FastAPI) -> None:
+        started = time.perf_counter()
+        try:
+            engine = await asyncio.to_thread(load_engine)
+        except Exception as error:  # reported once, then the server shuts down
+            on_load_failure(error)
+            return
+        app.state.engine = engine
+        log.info(
+            "model %s ready in %.1f s (%s backend, context %d, chat template %s, preset %s)",
+            engine.info.model_id,
+            time.perf_counter() - started,
+            engine.info.backend,
+            engine.info.context_length,
+            engine.chat_template.name,
+            engine.default_preset,
+        )
+
+    app = FastAPI(
+        title="codebooga",
+        summary="OpenAI-compatible server for CodeBooga-style LLaMA models",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.started = int(time.time())
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(v1_router, dependencies=[Depends(ApiKeyCheck(list(settings.api_keys)))])
+    app.add_middleware(RequestIdMiddleware)
+    return app

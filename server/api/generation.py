@@ -1,0 +1,69 @@
+"""What both completion endpoints share: ids, sampling resolution, collecting events into whole choices."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from server.api.schemas import SamplingRequest, Usage
+from server.api.streaming import merge_streams
+from server.engine.engine import Engine
+from server.engine.types import (
+    ChoiceFinished,
+    EngineEvent,
+    FinishReason,
+    GenerationFinished,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+)
+from server.engine.types import Usage as EngineUsage
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def resolve_sampling(engine: Engine, body: SamplingRequest) -> SamplingParams:
+    return engine.sampling(
+        body.preset, body.sampling_fields(), seed=body.seed, logit_bias=body.logit_bias or {}
+    )
+
+
+def usage_of(usage: EngineUsage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+@dataclass
+class CollectedChoice:
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+
+@dataclass
+class Collected:
+    choices: dict[int, CollectedChoice]
+    usage: EngineUsage
+
+
+async def collect(streams: list[AsyncIterator[EngineEvent]], n: int) -> Collected:
+    """Run streams to the end; choice k of stream i becomes choice i*n + k, as OpenAI numbers them."""
+    choices: dict[int, CollectedChoice] = {index: CollectedChoice() for index in range(len(streams) * n)}
+    prompt_tokens = completion_tokens = 0
+    async for stream_index, event in merge_streams(streams):
+        if isinstance(event, TextDelta):
+            choice = choices[stream_index * n + event.choice]
+            choice.text += event.text
+            choice.logprobs.extend(event.logprobs)
+        elif isinstance(event, ChoiceFinished):
+            choices[stream_index * n + event.choice].finish_reason = event.finish_reason
+        elif isinstance(event, GenerationFinished):
+            prompt_tokens += event.usage.prompt_tokens
+            completion_tokens += event.usage.completion_tokens
+    return Collected(choices, EngineUsage(prompt_tokens, completion_tokens))

