@@ -1,0 +1,167 @@
+"""`codebooga build`: recipe → merged checkpoint → F16 GGUF → one GGUF per quantization type.
+
+Each step is hours of work at 34B, so the build is resumable: every finished step is recorded in
+`<output_model_path>-GGUF/manifest.json` with a key over everything it consumed (recipe hash, input files,
+upstream outputs, options). A re-run skips steps whose key matches and whose outputs are intact on disk; a step
+that was interrupted left only a temporary file (outputs are written to a temporary name and renamed), so it has
+no record and is simply redone.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from merge.gguf.convert import DEFAULT_CHAT_TEMPLATE, convert, read_chat_template
+from merge.gguf.formats import OutType, canonical_type
+from merge.gguf.manifest import Manifest, file_record, folder_records, sha256_file, sha256_json
+from merge.gguf.quantize import quantize
+from merge.hub import resolve_model
+from merge.pipeline import execute_merge, prepare_merge
+from merge.recipe import load_recipe
+
+MERGE_DTYPE = "float16"
+# Bump when `convert` starts producing different bytes for the same input, so recorded F16 files are redone.
+CONVERTER_VERSION = 1
+
+
+@dataclass
+class BuildResult:
+    """The deliverables of a build, and which steps ran or were found up to date."""
+
+    outputs: list[Path]
+    manifest: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def gguf_folder(output_model_path: Path) -> Path:
+    """Where GGUF files go: next to the merged folder, named like TheBloke's repos (`<name>-GGUF`)."""
+    return output_model_path.with_name(f"{output_model_path.name}-GGUF")
+
+
+def gguf_file(folder: Path, name: str, kind: str) -> Path:
+    """`<name>.<QUANT>.gguf`, e.g. `CodeBooga-34B-v0.1.Q4_K_M.gguf`."""
+    return folder / f"{name}.{kind}.gguf"
+
+
+class _Steps:
+    """Numbered one-line step announcements on stderr, between the steps' own progress bars."""
+
+    def __init__(self, total: int, result: BuildResult) -> None:
+        self.total = total
+        self.index = 0
+        self.result = result
+
+    def start(self, label: str) -> float:
+        self.index += 1
+        print(f"[{self.index}/{self.total}] {label}", file=sys.stderr, flush=True)
+        self.result.ran.append(label)
+        return time.monotonic()
+
+    def skip(self, label: str) -> None:
+        self.index += 1
+        print(f"[{self.index}/{self.total}] {label}: up to date, skipped", file=sys.stderr, flush=True)
+        self.result.skipped.append(label)
+
+
+def build(
+    recipe_path: Path,
+    quants: Sequence[str] = ("Q4_K_M",),
+    *,
+    keep_f16: bool = False,
+    threads: int = 0,
+    imatrix: Path | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Run (or resume) the whole build; raises a `MergeError` subclass with one line on bad input.
+
+    Quantization types are validated before anything runs, so a typo does not surface after an hour of merging.
+    """
+    types = list(dict.fromkeys(canonical_type(name) for name in quants))
+    recipe = load_recipe(recipe_path)
+    merged = Path(recipe.output_model_path).expanduser()
+    name = merged.name
+    folder = gguf_folder(merged)
+    manifest = Manifest.load(folder / "manifest.json")
+    result = BuildResult(outputs=[], manifest=manifest.path)
+    steps = _Steps(2 + len(types), result)
+
+    parents = [resolve_model(recipe.model_path1), resolve_model(recipe.model_path2)]
+    recipe_sha = sha256_file(recipe_path)
+    manifest.data.update(
+        name=name,
+        recipe={"path": str(recipe_path), "sha256": recipe_sha},
+        inputs=[{"model": spec, "files": folder_records(path)} for spec, path in zip(
+            (recipe.model_path1, recipe.model_path2), parents)],
+    )  # fmt: skip
+
+    merge_key = sha256_json({"recipe": recipe_sha, "inputs": manifest.data["inputs"], "dtype": MERGE_DTYPE})
+    if manifest.is_done("merge", merge_key):
+        steps.skip(f"merge → {merged}")
+    else:
+        started = steps.start(f"merge → {merged}")
+        prepared = prepare_merge(recipe_path, dtype=MERGE_DTYPE, force=True)
+        try:
+            execute_merge(prepared, show_progress=progress)
+        finally:
+            prepared.close()
+        manifest.record("merge", key=merge_key, files=folder_records(merged), seconds=_since(started))
+
+    f16 = gguf_file(folder, name, "F16")
+    template = read_chat_template(DEFAULT_CHAT_TEMPLATE)
+    convert_key = sha256_json({
+        "merged": manifest.step("merge")["files"], "outtype": OutType.F16.value,
+        "template": sha256_json(template), "converter": CONVERTER_VERSION,
+    })  # fmt: skip
+    imatrix_sha = sha256_file(imatrix) if imatrix is not None else None
+
+    def quant_key(kind: str) -> str:
+        return sha256_json({"source": manifest.step("convert").get("sha256"), "type": kind, "imatrix": imatrix_sha})
+
+    f16_known = manifest.step("convert").get("key") == convert_key
+    pending = [kind for kind in types if not (f16_known and manifest.is_done(f"quantize {kind}", quant_key(kind)))]
+    if (pending or keep_f16) and not manifest.is_done("convert", convert_key):
+        started = steps.start(f"convert → {f16.name}")
+        convert(merged, f16, OutType.F16, name=name, chat_template=template, progress=progress)
+        digest = sha256_file(f16, progress)
+        manifest.record("convert", key=convert_key, sha256=digest, files=[file_record(f16, digest)],
+                        seconds=_since(started))  # fmt: skip
+    else:
+        steps.skip(f"convert → {f16.name}")
+
+    for kind in types:
+        target = gguf_file(folder, name, kind)
+        key = quant_key(kind)
+        if manifest.is_done(f"quantize {kind}", key):
+            steps.skip(f"quantize {kind} → {target.name}")
+        else:
+            started = steps.start(f"quantize {kind} → {target.name}")
+            quantize(f16, target, kind, threads=threads, imatrix=imatrix, progress=progress)
+            digest = sha256_file(target, progress)
+            manifest.record(f"quantize {kind}", key=key, files=[file_record(target, digest)], seconds=_since(started))
+        result.outputs.append(target)
+
+    if keep_f16:
+        result.outputs.append(f16)
+    else:
+        f16.unlink(missing_ok=True)
+    manifest.data["outputs"] = [_output_entry(path, manifest) for path in result.outputs]
+    manifest.save()
+    return result
+
+
+def _output_entry(path: Path, manifest: Manifest) -> dict[str, object]:
+    """The user-facing list: file name, size and SHA-256 of every deliverable."""
+    for step in manifest.data["steps"].values():
+        for record in step.get("files", []):
+            if record.get("path") == str(path) and "sha256" in record:
+                return {"file": path.name, "size": record["size"], "sha256": record["sha256"]}
+    raise AssertionError(f"{path} has no manifest record")
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

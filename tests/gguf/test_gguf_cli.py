@@ -1,0 +1,82 @@
+"""`codebooga convert|quantize|build` through the real dispatcher: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+import pytest
+
+import server.cli
+from merge.gguf.formats import QUANT_TYPES
+
+CliRunner = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture()
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run `codebooga ARGS...` in-process with only this package's subcommands; returns (code, stdout, stderr)."""
+    monkeypatch.setattr(server.cli, "SUBCOMMAND_MODULES", ("merge.gguf.cli",))
+
+    def run(*args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = server.cli.main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_convert_then_quantize(run_cli: CliRunner, llama_dir: Path, tmp_path: Path) -> None:
+    f16 = tmp_path / "tiny.F16.gguf"
+    code, out, _ = run_cli("convert", llama_dir, f16, "--outtype", "f16", "--name", "Tiny-v1")
+    assert (code, out.strip()) == (0, str(f16))
+    assert gguf.GGUFReader(f16).fields["general.name"].contents() == "Tiny-v1"
+    q4 = tmp_path / "tiny.Q4_K_M.gguf"
+    code, out, err = run_cli("quantize", f16, q4, "--type", "Q4_K_M", "--threads", "2")
+    assert (code, out.strip()) == (0, str(q4))
+    assert "quantize Q4_K_M" in err  # the progress bar
+    assert gguf.GGUFReader(q4).fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_K_M
+
+
+def test_convert_embeds_a_custom_chat_template(run_cli: CliRunner, llama_dir: Path, tmp_path: Path) -> None:
+    template = tmp_path / "chatml.jinja"
+    template.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    code, _, _ = run_cli("convert", llama_dir, tmp_path / "out.gguf", "--chat-template", template)
+    assert code == 0
+    assert gguf.GGUFReader(tmp_path / "out.gguf").fields["tokenizer.chat_template"].contents() == template.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("quantize", "{f16}", "{tmp}/o.gguf", "--type", "Q4_K_X"),
+         f"unknown quantization type 'Q4_K_X'; choose one of: {', '.join(QUANT_TYPES)}"),
+        (("quantize", "{tmp}/missing.gguf", "{tmp}/o.gguf", "--type", "Q4_K_M"),
+         "{tmp}/missing.gguf: cannot read input (No such file or directory)"),
+        (("convert", "{tmp}/nowhere", "{tmp}/o.gguf"), "model folder not found: {tmp}/nowhere"),
+        (("convert", "{tmp}", "{tmp}/o.gguf", "--chat-template", "{tmp}/none.jinja"),
+         "{tmp}/none.jinja: cannot read chat template (No such file or directory)"),
+        (("build", "{tmp}/recipe.yaml", "--quant", "Q4_K_M", "Q7"), "unknown quantization type 'Q7'; choose one of:"),
+        (("build", "{tmp}/recipe.yaml"), "recipe not found: {tmp}/recipe.yaml"),
+    ],
+    ids=["unknown-type", "missing-gguf", "missing-model", "missing-template", "build-unknown-type", "missing-recipe"],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_code_2(
+    run_cli: CliRunner, f16_gguf: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    fill = {"f16": f16_gguf, "tmp": tmp_path}
+    code, out, err = run_cli(*(arg.format(**fill) for arg in args))
+    assert code == 2
+    assert err.startswith(f"codebooga: error: {message.format(**fill)}")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o.gguf").exists()
+
+
+def test_cli_module_imports_nothing_heavy() -> None:
+    probe = "import sys, merge.gguf.cli; print(sorted({'numpy', 'torch', 'gguf', 'llama_cpp'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
