@@ -2,7 +2,7 @@
 
 numpy has no bfloat16, so bfloat16 data travels as uint16 bit patterns. Widening bfloat16 → float32 is exact
 (the 16 bits become the upper half of the float32). Narrowing float32 → bfloat16 rounds to nearest, ties to
-even, and maps NaN to the canonical quiet NaN 0x7FC0, which is what torch's `.to(torch.bfloat16)` does; numpy's
+even, and maps every NaN to 0xFFFF, which is what torch's `.to(torch.bfloat16)` does on CPU; numpy's
 float32 → float16 `astype` is IEEE round-to-nearest-even, like torch's `.half()`.
 """
 
@@ -61,7 +61,8 @@ def narrow_from_float32(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return values
     if dtype == "float16":
-        return values.astype(np.float16)
+        with np.errstate(over="ignore"):  # out-of-range values become ±inf, silently, as with torch's .half()
+            return values.astype(np.float16)
     if dtype != "bfloat16":
         raise ValueError(f"cannot narrow float32 to {dtype}")
     bits = values.view(np.uint32)
@@ -70,5 +71,5 @@ def narrow_from_float32(values: np.ndarray, dtype: str) -> np.ndarray:
     rounded += 0x7FFF
     rounded += bits
     rounded >>= 16
-    rounded[np.isnan(values)] = 0x7FC0
+    rounded[np.isnan(values)] = 0xFFFF
     return rounded.astype(np.uint16)

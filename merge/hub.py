@@ -70,7 +70,8 @@ def _snapshot(repo_id: str) -> Path:
     repo_files: list[str] | None = None
     if not constants.HF_HUB_OFFLINE:
         try:
-            repo_files = HfApi().list_repo_files(repo_id)
+            info = HfApi().model_info(repo_id)  # one request, no retries: fails fast when offline
+            repo_files = [sibling.rfilename for sibling in info.siblings or []]
         except (RepositoryNotFoundError, GatedRepoError) as error:
             raise HubError(f"cannot access {repo_id} on the Hugging Face hub: {first_line(error)}") from None
         except Exception:  # no network or hub down: fall back to what the cache holds
