@@ -21,7 +21,7 @@ from merge.gguf.manifest import Manifest, file_record, folder_records, sha256_fi
 from merge.gguf.quantize import quantize
 from merge.hub import resolve_model
 from merge.pipeline import execute_merge, prepare_merge
-from merge.recipe import load_recipe
+from merge.recipe import Recipe, load_recipe
 
 MERGE_DTYPE = "float16"
 # Bump when `convert` starts producing different bytes for the same input, so recorded F16 files are redone.
@@ -62,9 +62,9 @@ class _Steps:
         self.result.ran.append(label)
         return time.monotonic()
 
-    def skip(self, label: str) -> None:
+    def skip(self, label: str, reason: str = "up to date") -> None:
         self.index += 1
-        print(f"[{self.index}/{self.total}] {label}: up to date, skipped", file=sys.stderr, flush=True)
+        print(f"[{self.index}/{self.total}] {label}: {reason}, skipped", file=sys.stderr, flush=True)
         self.result.skipped.append(label)
 
 
@@ -84,34 +84,13 @@ def build(
     types = list(dict.fromkeys(canonical_type(name) for name in quants))
     recipe = load_recipe(recipe_path)
     merged = Path(recipe.output_model_path).expanduser()
-    name = merged.name
     folder = gguf_folder(merged)
     manifest = Manifest.load(folder / "manifest.json")
     result = BuildResult(outputs=[], manifest=manifest.path)
     steps = _Steps(2 + len(types), result)
 
-    parents = [resolve_model(recipe.model_path1), resolve_model(recipe.model_path2)]
-    recipe_sha = sha256_file(recipe_path)
-    manifest.data.update(
-        name=name,
-        recipe={"path": str(recipe_path), "sha256": recipe_sha},
-        inputs=[{"model": spec, "files": folder_records(path)} for spec, path in zip(
-            (recipe.model_path1, recipe.model_path2), parents)],
-    )  # fmt: skip
-
-    merge_key = sha256_json({"recipe": recipe_sha, "inputs": manifest.data["inputs"], "dtype": MERGE_DTYPE})
-    if manifest.is_done("merge", merge_key):
-        steps.skip(f"merge → {merged}")
-    else:
-        started = steps.start(f"merge → {merged}")
-        prepared = prepare_merge(recipe_path, dtype=MERGE_DTYPE, force=True)
-        try:
-            execute_merge(prepared, show_progress=progress)
-        finally:
-            prepared.close()
-        manifest.record("merge", key=merge_key, files=folder_records(merged), seconds=_since(started))
-
-    f16 = gguf_file(folder, name, "F16")
+    _merge_step(recipe_path, recipe, merged, manifest, steps, progress)
+    f16 = gguf_file(folder, merged.name, "F16")
     template = read_chat_template(DEFAULT_CHAT_TEMPLATE)
     convert_key = sha256_json({
         "merged": manifest.step("merge")["files"], "outtype": OutType.F16.value,
@@ -124,25 +103,25 @@ def build(
 
     f16_known = manifest.step("convert").get("key") == convert_key
     pending = [kind for kind in types if not (f16_known and manifest.is_done(f"quantize {kind}", quant_key(kind)))]
-    if (pending or keep_f16) and not manifest.is_done("convert", convert_key):
-        started = steps.start(f"convert → {f16.name}")
-        convert(merged, f16, OutType.F16, name=name, chat_template=template, progress=progress)
-        digest = sha256_file(f16, progress)
-        manifest.record("convert", key=convert_key, sha256=digest, files=[file_record(f16, digest)],
-                        seconds=_since(started))  # fmt: skip
+    label = f"convert → {f16.name}"
+    if not (pending or keep_f16):
+        steps.skip(label, "not needed, every requested quantization is up to date")
+    elif manifest.is_done("convert", convert_key):
+        steps.skip(label)
     else:
-        steps.skip(f"convert → {f16.name}")
+        started = steps.start(label)
+        convert(merged, f16, OutType.F16, name=merged.name, chat_template=template, progress=progress)
+        _record_file("convert", convert_key, f16, started, manifest, progress)
 
     for kind in types:
-        target = gguf_file(folder, name, kind)
-        key = quant_key(kind)
+        target = gguf_file(folder, merged.name, kind)
+        label, key = f"quantize {kind} → {target.name}", quant_key(kind)
         if manifest.is_done(f"quantize {kind}", key):
-            steps.skip(f"quantize {kind} → {target.name}")
+            steps.skip(label)
         else:
-            started = steps.start(f"quantize {kind} → {target.name}")
+            started = steps.start(label)
             quantize(f16, target, kind, threads=threads, imatrix=imatrix, progress=progress)
-            digest = sha256_file(target, progress)
-            manifest.record(f"quantize {kind}", key=key, files=[file_record(target, digest)], seconds=_since(started))
+            _record_file(f"quantize {kind}", key, target, started, manifest, progress)
         result.outputs.append(target)
 
     if keep_f16:
@@ -152,6 +131,38 @@ def build(
     manifest.data["outputs"] = [_output_entry(path, manifest) for path in result.outputs]
     manifest.save()
     return result
+
+
+def _merge_step(
+    recipe_path: Path, recipe: Recipe, merged: Path, manifest: Manifest, steps: _Steps, progress: bool
+) -> None:
+    """Merge unless the recipe, both parents' files and the merged folder are exactly as last recorded."""
+    parents = [resolve_model(recipe.model_path1), resolve_model(recipe.model_path2)]
+    recipe_sha = sha256_file(recipe_path)
+    manifest.data.update(
+        name=merged.name,
+        recipe={"path": str(recipe_path), "sha256": recipe_sha},
+        inputs=[{"model": spec, "files": folder_records(path)} for spec, path in zip(
+            (recipe.model_path1, recipe.model_path2), parents)],
+    )  # fmt: skip
+    key = sha256_json({"recipe": recipe_sha, "inputs": manifest.data["inputs"], "dtype": MERGE_DTYPE})
+    label = f"merge → {merged}"
+    if manifest.is_done("merge", key):
+        steps.skip(label)
+        return
+    started = steps.start(label)
+    prepared = prepare_merge(recipe_path, dtype=MERGE_DTYPE, force=True)
+    try:
+        execute_merge(prepared, show_progress=progress)
+    finally:
+        prepared.close()
+    manifest.record("merge", key=key, files=folder_records(merged), seconds=_since(started))
+
+
+def _record_file(step: str, key: str, path: Path, started: float, manifest: Manifest, progress: bool) -> None:
+    """Hash a step's single output file and record the finished step."""
+    digest = sha256_file(path, progress)
+    manifest.record(step, key=key, sha256=digest, files=[file_record(path, digest)], seconds=_since(started))
 
 
 def _output_entry(path: Path, manifest: Manifest) -> dict[str, object]:

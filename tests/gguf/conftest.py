@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -164,3 +165,33 @@ def q4km_gguf(f16_gguf: Path, gguf_dir: Path) -> Path:
     from merge.gguf.quantize import quantize
 
     return quantize(f16_gguf, gguf_dir / "tiny.Q4_K_M.gguf", "Q4_K_M", threads=2, progress=False)
+
+
+# The operations of the published CodeBooga-34B-v0.1 recipe (Phind-CodeLlama-34B-v2 + WizardCoder-Python-34B).
+CODEBOOGA_OPERATIONS = [
+    {"operation": "lm_head", "filter": "lm_head", "gradient_values": [0.75]},
+    {"operation": "embed_tokens", "filter": "embed_tokens", "gradient_values": [0.75]},
+    {"operation": "self_attn", "filter": "self_attn", "gradient_values": [0.75, 0.25]},
+    {"operation": "mlp", "filter": "mlp", "gradient_values": [0.25, 0.75]},
+    {"operation": "layernorm", "filter": "layernorm", "gradient_values": [0.5, 0.5]},
+    {"operation": "modelnorm", "filter": "model.norm", "gradient_values": [0.75]},
+]
+
+
+@pytest.fixture(scope="session")
+def make_recipe(make_checkpoint: CheckpointFactory, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`make_recipe(name)`: a CodeBooga-shaped recipe over two random parents (f32 + f16) in a fresh folder."""
+
+    def make(name: str) -> Path:
+        folder = tmp_path_factory.mktemp("build")
+        document = {
+            "model_path1": str(make_checkpoint(seed=11)),
+            "model_path2": str(make_checkpoint(seed=12, dtype="float16")),
+            "output_model_path": str(folder / name),
+            "operations": CODEBOOGA_OPERATIONS,
+        }
+        path = folder / "recipe.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    return make

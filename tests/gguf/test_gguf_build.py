@@ -14,29 +14,9 @@ import merge.build
 from merge.build import build
 from merge.gguf.manifest import sha256_file
 
-# The operations of the published CodeBooga-34B-v0.1 recipe (Phind-CodeLlama-34B-v2 + WizardCoder-Python-34B).
-CODEBOOGA_OPERATIONS = [
-    {"operation": "lm_head", "filter": "lm_head", "gradient_values": [0.75]},
-    {"operation": "embed_tokens", "filter": "embed_tokens", "gradient_values": [0.75]},
-    {"operation": "self_attn", "filter": "self_attn", "gradient_values": [0.75, 0.25]},
-    {"operation": "mlp", "filter": "mlp", "gradient_values": [0.25, 0.75]},
-    {"operation": "layernorm", "filter": "layernorm", "gradient_values": [0.5, 0.5]},
-    {"operation": "modelnorm", "filter": "model.norm", "gradient_values": [0.75]},
-]
-
-
 @pytest.fixture(scope="module")
-def recipe(make_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("build")
-    document = {
-        "model_path1": str(make_checkpoint(seed=11)),
-        "model_path2": str(make_checkpoint(seed=12, dtype="float16")),
-        "output_model_path": str(folder / "TinyBooga-v0.1"),
-        "operations": CODEBOOGA_OPERATIONS,
-    }
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+def recipe(make_recipe: Callable[[str], Path]) -> Path:
+    return make_recipe("TinyBooga-v0.1")
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,19 @@ def test_cli_module_imports_nothing_heavy() -> None:
     probe = "import sys, merge.gguf.cli; print(sorted({'numpy', 'torch', 'gguf', 'llama_cpp'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_build_end_to_end_with_progress_and_manifest(run_cli: CliRunner, make_recipe: Callable[[str], Path]) -> None:
+    recipe = make_recipe("CliBooga-v0.1")
+    folder = recipe.parent / "CliBooga-v0.1-GGUF"
+    code, out, err = run_cli("build", recipe, "--quant", "Q4_K_M", "q5_k_m", "--threads", "2")
+    assert code == 0
+    assert out.split() == [str(folder / "CliBooga-v0.1.Q4_K_M.gguf"), str(folder / "CliBooga-v0.1.Q5_K_M.gguf")]
+    for line in ("[1/4] merge", "[2/4] convert", "[3/4] quantize Q4_K_M", "[4/4] quantize Q5_K_M"):
+        assert line in err
+    assert "convert: 100%" in err and "quantize Q5_K_M: 100%" in err
+    assert (folder / "manifest.json").is_file()
+
+    code, _, err = run_cli("build", recipe, "--quant", "Q5_K_M")
+    assert code == 0
+    assert "[3/3] quantize Q5_K_M → CliBooga-v0.1.Q5_K_M.gguf: up to date, skipped" in err
