@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI
 from server.api.auth import ApiKeyCheck
 from server.api.errors import install_error_handlers
 from server.api.middleware import RequestIdMiddleware
-from server.api.routes import health_router, v1_router
+from server.api.routes import health_router, tokenizer_router, v1_router
 from server.engine.engine import Engine
 from server.settings import ServeSettings
 
@@ -68,6 +68,8 @@ def create_app(
     app.state.started = int(time.time())
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(v1_router, dependencies=[Depends(ApiKeyCheck(list(settings.api_keys)))])
+    requires_key = [Depends(ApiKeyCheck(list(settings.api_keys)))]
+    app.include_router(v1_router, dependencies=requires_key)
+    app.include_router(tokenizer_router, dependencies=requires_key)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -17,8 +17,12 @@ from server.api.schemas import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
     ModelCard,
     ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
 )
 from server.engine.engine import Engine
 
@@ -26,6 +30,7 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 health_router = APIRouter()
 v1_router = APIRouter(prefix="/v1")
+tokenizer_router = APIRouter()
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -104,3 +109,17 @@ async def chat_completions(request: Request, engine: Engine = Depends(engine_of)
     body = await read_body(request, ChatCompletionRequest)
     return await create_chat_completion(engine, body, request, _ping_seconds(request))
 
+
+
+@tokenizer_router.post("/tokenize", response_model=TokenizeResponse, openapi_extra=body_schema(TokenizeRequest))
+async def tokenize(request: Request, engine: Engine = Depends(engine_of)) -> TokenizeResponse:
+    """The model's token ids for a text, as llama-server's /tokenize gives them (for logit_bias and budgets)."""
+    body = await read_body(request, TokenizeRequest)
+    return TokenizeResponse(tokens=engine.backend.tokenize(body.content, add_special=body.add_special))
+
+
+@tokenizer_router.post("/detokenize", response_model=DetokenizeResponse, openapi_extra=body_schema(DetokenizeRequest))
+async def detokenize(request: Request, engine: Engine = Depends(engine_of)) -> DetokenizeResponse:
+    body = await read_body(request, DetokenizeRequest)
+    engine.check_token_ids(body.tokens, "tokens")
+    return DetokenizeResponse(content=engine.detokenize(body.tokens))

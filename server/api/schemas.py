@@ -48,7 +48,11 @@ class SamplingRequest(_Request):
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_strings(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) > 16:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not all(isinstance(stop, str) for stop in value):
+            raise ValueError("stop must be a string or a list of strings")
+        if len(value) > 16:
             raise ValueError("at most 16 stop strings are allowed")
         return value
 
@@ -125,12 +129,18 @@ class ChatMessage(_Request):
     content: str | list[ContentPart] | None = None
     name: str | None = None
 
-    @field_validator("content")
+    @field_validator("content", mode="before")
     @classmethod
-    def _text_parts_only(cls, value: str | list[ContentPart] | None) -> str | list[ContentPart] | None:
-        for part in value if isinstance(value, list) else ():
-            if part.type != "text":
-                raise ValueError(f"content parts of type '{part.type}' are not supported; this model reads text only")
+    def _text_parts_only(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not all(isinstance(part, dict) for part in value):
+            raise ValueError("content must be a string or a list of content parts")
+        for part in value:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(
+                    f"content parts of type '{part.get('type')}' are not supported; this model reads text only"
+                )
         return value
 
     def text(self) -> str:
@@ -150,6 +160,15 @@ class ChatCompletionRequest(SamplingRequest):
     @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class TokenizeRequest(_Request):
+    content: str
+    add_special: bool = True
+
+
+class DetokenizeRequest(_Request):
+    tokens: list[int]
 
 
 # --- responses ----------------------------------------------------------------------------------------------
@@ -272,3 +291,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int]
+
+
+class DetokenizeResponse(BaseModel):
+    content: str

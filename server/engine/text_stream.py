@@ -71,6 +71,8 @@ class ChoiceText:
 
     def add_token(self, token_id: int, piece: bytes, logprob: TokenLogprob | None) -> TextDelta | None:
         """Feed one sampled token. Returns the text (and tokens) that became final, if any."""
+        if self.done:
+            return None
         text = self._decoder.decode(piece)
         self._pending.append(
             _PendingToken(token_id, self._decoded_chars, self._decoded_chars + len(text), logprob)

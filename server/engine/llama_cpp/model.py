@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +21,27 @@ _GGML_LOG_LEVEL_WARN = 3
 _GGML_LOG_LEVEL_ERROR = 4
 
 
+_recent_errors: deque[str] = deque(maxlen=1)
+
+
 @llama.llama_log_callback
 def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    """llama.cpp prints hundreds of lines per load; keep warnings and errors, demote the rest to debug."""
+    """llama.cpp prints hundreds of lines per load: keep its warnings, demote the rest to debug, and remember
+    the last error so a failed load can say why in the one line it reports."""
     message = text.decode("utf-8", errors="replace").rstrip()
     if not message:
         return
     if level == _GGML_LOG_LEVEL_ERROR:
-        log.error(message)
+        _recent_errors.append(message)
+        log.debug(message)
     elif level == _GGML_LOG_LEVEL_WARN:
         log.warning(message)
     else:
         log.debug(message)
+
+
+def _last_llama_error() -> str:
+    return f" ({_recent_errors[-1]})" if _recent_errors else ""
 
 
 llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
@@ -61,7 +71,7 @@ class LlamaCppModel:
         model_params.n_gpu_layers = options.n_gpu_layers
         self.model = llama.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model:
-            raise ModelLoadError(f"llama.cpp could not load {path}: not a GGUF model file it supports")
+            raise ModelLoadError(f"llama.cpp could not load {path}: not a GGUF model it supports{_last_llama_error()}")
         self.vocab = llama.llama_model_get_vocab(self.model)
         self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama.llama_model_n_ctx_train(self.model)
@@ -82,8 +92,8 @@ class LlamaCppModel:
         if not self.context:
             llama.llama_model_free(self.model)
             raise ModelLoadError(
-                f"llama.cpp could not create a context of {context_params.n_ctx} tokens for {path} "
-                "(lower --ctx-size or --parallel)"
+                f"llama.cpp could not create a context of {context_params.n_ctx} tokens for {path}"
+                f"{_last_llama_error()}; lower --ctx-size or --parallel"
             )
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
