@@ -113,7 +113,7 @@ class Checkpoint:
     def read_raw(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) of a tensor in its stored dtype (bfloat16 as uint16 bit patterns).
 
-        The result may be a read-only view of a memory map: copy it before modifying it.
+        The result may be a view of a memory map: treat it as read-only.
         """
         source = self._sources[name]
         start, stop = _row_range(source.info, start, stop)
@@ -246,7 +246,9 @@ def _open_safetensors(files: list[Path]) -> dict[str, _Source]:
     for path in files:
         header, data_start = _read_safetensors_header(path)
         size = path.stat().st_size
-        mapping = np.memmap(path, dtype=np.uint8, mode="r")
+        # Copy-on-write mapping: reads stay file-backed page cache, and the arrays are writable so torch can
+        # wrap them without a copy (nothing ever writes to them).
+        mapping = np.memmap(path, dtype=np.uint8, mode="c")
         entries = sorted(
             ((name, entry) for name, entry in header.items() if name != "__metadata__"),
             key=lambda item: item[1]["data_offsets"][0],

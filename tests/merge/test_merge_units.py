@@ -107,14 +107,40 @@ def test_parse_size_rejects(text):
         parse_size(text)
 
 
-def test_bfloat16_narrowing_matches_torch():
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-45, 3.4e38, -3.4e38], dtype=np.float32)
+@pytest.fixture(params=["numpy", "torch"])
+def conversion_backend(request, monkeypatch):
+    """Run a test once with numpy's conversions and once with torch's (after the background import)."""
+    import merge.dtypes
+
+    if request.param == "numpy":
+        monkeypatch.setattr(merge.dtypes._ACCELERATOR, "module", None)
+    else:
+        merge.dtypes.start_torch_import()
+        merge.dtypes.finish_torch_import()
+        assert merge.dtypes._ACCELERATOR.module is not None
+    return request.param
+
+
+def test_narrowing_matches_torch(conversion_backend):
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-45, 3.4e38, -3.4e38, 65520.0, 6e-8],
+                       dtype=np.float32)
     ties = (np.arange(0x3F800000, 0x3F800000 + 70000, dtype=np.uint32)).view(np.float32)
     values = np.concatenate([special, ties, np.random.default_rng(0).standard_normal(100000).astype(np.float32)])
     expected = torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     assert np.array_equal(narrow_from_float32(values, "bfloat16"), expected)
     half = torch.from_numpy(values).half().numpy()
     assert np.array_equal(narrow_from_float32(values, "float16").view(np.uint16), half.view(np.uint16))
+
+
+def test_widening_is_exact(conversion_backend):
+    from merge.dtypes import widen_to_float32
+
+    every_pattern = np.arange(65536, dtype=np.uint16)
+    for dtype, torch_dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        raw = every_pattern.view(np.float16) if dtype == "float16" else every_pattern
+        expected = torch.from_numpy(every_pattern.view(np.int16)).view(torch_dtype).float().numpy()
+        out = widen_to_float32(raw, dtype, np.empty(65536, dtype=np.float32))
+        assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), dtype
 
 
 def test_shards_respect_the_limit_and_keep_order():
@@ -145,3 +171,31 @@ def test_written_output_reads_back_with_the_safetensors_library(model_factory, t
         loaded.update(safetensors_torch.load_file(str(file)))
     assert loaded["a"].view(torch.int16).numpy().view(np.uint16).tolist() == values["a"].tolist()
     assert loaded["b"].tolist() == values["b"].tolist() and loaded["c"].item() == 1.5
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "merge" / "recipes"
+
+
+def test_shipped_seed_recipe_selects_what_the_model_card_says():
+    from merge.hub import is_hub_id
+    from merge.plan import gradient_ratios
+    from merge.recipe import load_recipe
+
+    recipe = load_recipe(RECIPES / "codebooga-34b-v0.1.yaml")
+    assert recipe.model_path1 == "Phind/Phind-CodeLlama-34B-v2" and is_hub_id(recipe.model_path2)
+    assert recipe.max_shard_size == 2000 * 2**20
+    names = list(module_order_shapes(32000, layers=48))
+    counts = {op.label: sum(op.selects(name) for name in names) for op in recipe.operations}
+    assert counts == {"lm_head": 1, "embed_tokens": 1, "self_attn": 192, "mlp": 144, "layernorm": 96, "modelnorm": 1}
+    mlp = next(op for op in recipe.operations if op.label == "mlp")
+    ratios = gradient_ratios(mlp.gradient_values, 144)
+    assert ratios[0] == 0.25 and ratios[-1] == 0.75
+
+
+def test_reversed_recipe_swaps_the_parents_only():
+    from merge.recipe import load_recipe
+
+    seed = load_recipe(RECIPES / "codebooga-34b-v0.1.yaml")
+    reversed_ = load_recipe(RECIPES / "codebooga-34b-v0.1-reversed.yaml")
+    assert (reversed_.model_path1, reversed_.model_path2) == (seed.model_path2, seed.model_path1)
+    assert reversed_.operations == seed.operations and reversed_.output_model_path != seed.output_model_path
