@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="most tokens per decode step (prompt chunks are cut to fit) [CODEBOOGA_BATCH_SIZE]")
     parser.add_argument("--max-queue", type=int, default=_env("MAX_QUEUE", defaults.max_queue), metavar="N",
                         help="requests that may wait for a free sequence before new ones get 503 [CODEBOOGA_MAX_QUEUE]")
+    parser.add_argument("--queue-timeout", type=float, default=_env("QUEUE_TIMEOUT", defaults.queue_timeout_seconds), metavar="SECONDS",
+                        help="a request waiting longer than this for a free sequence gets 503 [CODEBOOGA_QUEUE_TIMEOUT]")
     parser.add_argument("--chat-template", default=_env("CHAT_TEMPLATE", defaults.chat_template), metavar="auto|alpaca|model|PATH",
                         help="auto: the model's own template, else Alpaca [CODEBOOGA_CHAT_TEMPLATE]")
     parser.add_argument("--preset", default=_env("PRESET", defaults.preset), metavar="NAME",
@@ -71,6 +73,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     for name in ("ctx_size", "threads", "n_gpu_layers"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.queue_timeout <= 0:
+        raise CliError(f"--queue-timeout must be positive, got {args.queue_timeout}")
     if args.sse_ping < 0:
         raise CliError(f"--sse-ping must not be negative, got {args.sse_ping}")
     model = Path(args.model).expanduser() if args.model else embedded_model_path()
@@ -89,6 +93,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         parallel=args.parallel,
         batch_size=args.batch_size,
         max_queue=args.max_queue,
+        queue_timeout_seconds=args.queue_timeout,
         chat_template=args.chat_template,
         preset=args.preset,
         api_keys=tuple(args.api_keys or ()) or api_keys_from_environment(),

@@ -19,6 +19,7 @@ class ServeSettings:
     parallel: int = 4
     batch_size: int = 512
     max_queue: int = 64
+    queue_timeout_seconds: float = 60.0
     chat_template: str = "auto"
     preset: str = "divine-intellect"
     api_keys: tuple[str, ...] = field(default=(), repr=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -71,5 +72,6 @@ def create_app(
     requires_key = [Depends(ApiKeyCheck(list(settings.api_keys)))]
     app.include_router(v1_router, dependencies=requires_key)
     app.include_router(tokenizer_router, dependencies=requires_key)
-    app.add_middleware(RequestIdMiddleware)
+    app.state.http_responses = Counter()
+    app.add_middleware(RequestIdMiddleware, responses=app.state.http_responses)
     return app

@@ -61,7 +61,7 @@ async def create_chat_completion(
         for message in body.messages
     ]
     prompt = engine.chat_prompt(messages)
-    events = engine.generate(
+    events = await engine.generate(
         GenerationRequest(
             request_id=request.state.request_id,
             prompt_tokens=prompt.tokens,

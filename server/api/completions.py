@@ -76,7 +76,7 @@ async def create_completion(engine: Engine, body: CompletionRequest, request: Re
     sampling = resolve_sampling(engine, body)
     request_id: str = request.state.request_id
     streams = [
-        engine.generate(
+        await engine.generate(
             GenerationRequest(
                 request_id=request_id,
                 prompt_tokens=prompt.tokens,

@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import time
+from collections import Counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,8 +25,11 @@ class RequestIdFilter(logging.Filter):
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Tags each request with an id (the client's X-Request-Id when sane), logs it, and counts responses."""
+
+    def __init__(self, app: ASGIApp, responses: Counter[tuple[str, int]]) -> None:
         self.app = app
+        self.responses = responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +54,8 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            route = scope.get("route")
+            self.responses[(getattr(route, "path", "unmatched"), status or 499)] += 1
             log.info(
                 "%s %s -> %s in %.0f ms",
                 scope["method"],

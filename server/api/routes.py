@@ -6,11 +6,12 @@ import json
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from server.api.chat import create_chat_completion
 from server.api.completions import create_completion
+from server.api import prometheus
 from server.api.errors import APIError, from_validation_error
 from server.api.schemas import (
     ChatCompletion,
@@ -84,6 +85,15 @@ async def health(request: Request) -> JSONResponse:
             **stats.extra,
         }
     )
+
+
+@health_router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> PlainTextResponse:
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise APIError(503, "the model is still loading", type="server_error", code="model_loading")
+    text = prometheus.render(engine.metrics, engine.stats(), request.app.state.http_responses)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 @v1_router.get("/models", response_model=ModelList)

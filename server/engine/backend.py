@@ -19,6 +19,9 @@ class JobStream(Protocol):
 
     def __aiter__(self) -> AsyncIterator[BackendEvent]: ...
 
+    async def started(self) -> None:
+        """Wait until the job holds its sequences. Raises `Overloaded` if it waited past the queue timeout."""
+
     def stop_choice(self, choice: int) -> None:
         """End one choice early (the engine found a stop string); frees its sequence."""
 

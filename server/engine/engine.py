@@ -7,12 +7,14 @@ context-length checks, the default token budget, detokenization, stop strings, l
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.engine.backend import Backend, JobStream
 from server.engine.chat_template import ChatTemplate
 from server.engine.errors import GenerationFailed, InvalidRequest
+from server.engine.metrics import EngineMetrics
 from server.engine.presets import PresetBook
 from server.engine.text_stream import ChoiceText
 from server.engine.types import (
@@ -51,6 +53,7 @@ class Engine:
         self.chat_template = chat_template
         self.presets = presets
         self.default_preset = default_preset
+        self.metrics = EngineMetrics()
 
     @property
     def info(self) -> ModelInfo:
@@ -105,9 +108,10 @@ class Engine:
             )
         return room if max_tokens is None else min(max_tokens, room)
 
-    def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
-        """Validate and queue one request now (raising `InvalidRequest`/`Overloaded` before any output), and
-        return its events; events for all its choices interleave. Closing the iterator cancels the work."""
+    async def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
+        """Validate, queue and wait for a free sequence (raising `InvalidRequest`/`Overloaded` before any
+        output, so HTTP can still answer with an error status), then return the request's events; events for
+        all its choices interleave. Closing the iterator cancels the work."""
         prompt_length = len(request.prompt_tokens)
         job = BackendJob(
             request_id=request.request_id,
@@ -117,12 +121,26 @@ class Engine:
             n=request.n,
             top_logprobs=request.top_logprobs,
         )
-        return self._events(request, self.backend.submit(job))
+        submitted_at = time.perf_counter()
+        stream = self.backend.submit(job)
+        try:
+            await stream.started()
+        except BaseException:
+            stream.cancel()
+            raise
+        return self._events(request, stream, submitted_at)
 
-    async def _events(self, request: GenerationRequest, stream: JobStream) -> AsyncIterator[EngineEvent]:
+    async def _events(
+        self, request: GenerationRequest, stream: JobStream, submitted_at: float
+    ) -> AsyncIterator[EngineEvent]:
         prompt_length = len(request.prompt_tokens)
         choices = [ChoiceText(index, request.stop) for index in range(request.n)]
+        last_token_at = [0.0] * request.n
         completion_tokens = 0
+        metrics = self.metrics
+        metrics.requests_started += 1
+        metrics.prompt_tokens += prompt_length
+        finished = False
         try:
             async for event in stream:
                 choice = choices[event.choice]
@@ -130,6 +148,13 @@ class Engine:
                     continue
                 if isinstance(event, SampledToken):
                     completion_tokens += 1
+                    metrics.completion_tokens += 1
+                    now = time.perf_counter()
+                    if last_token_at[event.choice]:
+                        metrics.time_per_output_token.observe(now - last_token_at[event.choice])
+                    elif event.choice == 0:
+                        metrics.time_to_first_token.observe(now - submitted_at)
+                    last_token_at[event.choice] = now
                     delta = choice.add_token(event.token_id, self.backend.token_bytes(event.token_id), self._logprob(event))
                     if delta is not None:
                         yield delta
@@ -145,9 +170,14 @@ class Engine:
                 elif isinstance(event, SequenceFailed):
                     log.error("request %s: generation failed: %s", request.request_id, event.message)
                     raise GenerationFailed(f"generation failed: {event.message}")
+            finished = True
             yield GenerationFinished(Usage(prompt_tokens=prompt_length, completion_tokens=completion_tokens))
         finally:
             stream.cancel()
+            if finished:
+                metrics.requests_finished += 1
+            else:
+                metrics.requests_cancelled += 1
 
     def _logprob(self, event: SampledToken) -> TokenLogprob | None:
         if event.logprob is None:

@@ -27,6 +27,7 @@ def load_engine(model_path: Path, settings: ServeSettings) -> Engine:
         ),
         model_id=settings.model_id or model_path.name.removesuffix(".gguf"),
         max_queue=settings.max_queue,
+        queue_timeout=settings.queue_timeout_seconds,
     )
     try:
         template = choose_template(settings.chat_template, backend.info.chat_template)

@@ -10,9 +10,11 @@ from server.engine.types import BackendJob, BackendStats, ModelInfo
 
 
 class LlamaCppBackend:
-    def __init__(self, path: Path, options: ContextOptions, model_id: str, max_queue: int = 64) -> None:
+    def __init__(
+        self, path: Path, options: ContextOptions, model_id: str, max_queue: int = 64, queue_timeout: float = 60.0
+    ) -> None:
         self._model = LlamaCppModel(path, options)
-        self._scheduler = Scheduler(self._model, max_queue=max_queue)
+        self._scheduler = Scheduler(self._model, max_queue=max_queue, queue_timeout=queue_timeout)
         model = self._model
         self._info = ModelInfo(
             model_id=model_id,

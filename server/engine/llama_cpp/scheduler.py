@@ -14,7 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp as llama
 
@@ -46,6 +48,8 @@ class LlamaJobStream:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[list[object]] = asyncio.Queue()
         self._buffer: deque[object] = deque()
+        self._started: asyncio.Future[None] = self._loop.create_future()
+        self.enqueued_at = time.monotonic()
 
     def __aiter__(self) -> LlamaJobStream:
         return self
@@ -58,6 +62,21 @@ class LlamaJobStream:
             self._buffer.appendleft(item)
             raise StopAsyncIteration
         return item  # type: ignore[return-value]
+
+    async def started(self) -> None:
+        await self._started
+
+    def mark_started(self, error: Exception | None = None) -> None:
+        """Called from the decode thread: the job got its sequences, or (with `error`) never will."""
+        self._call_in_loop(self._resolve_started, error)
+
+    def _resolve_started(self, error: Exception | None) -> None:
+        if self._started.done():
+            return
+        if error is None:
+            self._started.set_result(None)
+        else:
+            self._started.set_exception(error)
 
     def stop_choice(self, choice: int) -> None:
         self.stopped_choices.add(choice)
@@ -74,8 +93,11 @@ class LlamaJobStream:
 
     def deliver(self, events: list[object]) -> None:
         """Called from the decode thread."""
+        self._call_in_loop(self._queue.put_nowait, events)
+
+    def _call_in_loop(self, function: Callable[[Any], None], argument: Any) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, events)
+            self._loop.call_soon_threadsafe(function, argument)
         except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
             pass
 
@@ -109,6 +131,24 @@ class _Job:
         return self.stream.spec
 
 
+class ThroughputMeter:
+    """Tokens per second over a sliding window, for /health and /metrics."""
+
+    def __init__(self, window_seconds: float = 10.0) -> None:
+        self._window = window_seconds
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        self._events.append((now, count))
+        while self._events and self._events[0][0] < now - self._window:
+            self._events.popleft()
+
+    def rate(self) -> float:
+        horizon = time.monotonic() - self._window
+        return round(sum(count for stamp, count in list(self._events) if stamp >= horizon) / self._window, 2)
+
+
 def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
     length = 0
     for cached_token, prompt_token in zip(cached, prompt):
@@ -121,9 +161,10 @@ def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
 class Scheduler:
     """Owns the llama.cpp context from its own thread; everything else talks to it through `submit`."""
 
-    def __init__(self, model: LlamaCppModel, max_queue: int = 64) -> None:
+    def __init__(self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0) -> None:
         self._model = model
         self._max_queue = max_queue
+        self._queue_timeout = queue_timeout
         self._slots = [_Slot(seq_id) for seq_id in range(model.n_parallel)]
         self._waiting: deque[_Job] = deque()
         self._running: list[_Job] = []
@@ -134,6 +175,7 @@ class Scheduler:
         self.tokens_generated = 0
         self.prompt_tokens_decoded = 0
         self.prompt_tokens_reused = 0
+        self._throughput = ThroughputMeter()
         self._thread = threading.Thread(target=self._run, name="codebooga-decode", daemon=True)
         self._thread.start()
 
@@ -149,7 +191,9 @@ class Scheduler:
         stream = LlamaJobStream(self, spec)
         with self._wake:
             if len(self._waiting) >= self._max_queue:
-                raise Overloaded(f"the server is busy: {len(self._waiting)} requests are already waiting")
+                raise Overloaded(
+                    f"the server is busy: {len(self._waiting)} requests are already waiting (--max-queue)"
+                )
             self._waiting.append(_Job(stream, []))
             self._wake.notify()
         return stream
@@ -165,6 +209,7 @@ class Scheduler:
             slots_busy=busy,
             queue_depth=len(self._waiting),
             extra={
+                "tokens_per_second": self._throughput.rate(),
                 "tokens_generated": self.tokens_generated,
                 "prompt_tokens_decoded": self.prompt_tokens_decoded,
                 "prompt_tokens_reused": self.prompt_tokens_reused,
@@ -202,19 +247,31 @@ class Scheduler:
             self._flush_outboxes()
 
     def _admit(self) -> None:
-        """Start waiting jobs, oldest first, while enough slots are idle (caller holds the lock)."""
+        """Drop cancelled and expired waiters, then start waiting jobs, oldest first, while enough slots are
+        idle (caller holds the lock). Strict FIFO: a big-n job at the head is never overtaken and starved."""
+        now = time.monotonic()
+        still_waiting: deque[_Job] = deque()
+        for job in self._waiting:
+            waited = now - job.stream.enqueued_at
+            if job.stream.cancelled:
+                job.stream.deliver([_END_OF_JOB])
+            elif waited > self._queue_timeout:
+                job.stream.mark_started(
+                    Overloaded(f"the server is busy: no free sequence within {self._queue_timeout:g} s")
+                )
+                job.stream.deliver([_END_OF_JOB])
+            else:
+                still_waiting.append(job)
+        self._waiting = still_waiting
         while self._waiting:
             job = self._waiting[0]
-            if job.stream.cancelled:
-                self._waiting.popleft()
-                job.stream.deliver([_END_OF_JOB])
-                continue
             idle = [slot for slot in self._slots if not slot.busy]
             if len(idle) < job.spec.n:
                 return
             self._waiting.popleft()
             self._start(job, idle)
             self._running.append(job)
+            job.stream.mark_started()
 
     def _start(self, job: _Job, idle: list[_Slot]) -> None:
         spec = job.spec
@@ -307,6 +364,7 @@ class Scheduler:
             return
         sequence.generated += 1
         self.tokens_generated += 1
+        self._throughput.add(1)
         top_logprobs = job.spec.top_logprobs
         if top_logprobs is None:
             job.outbox.append(SampledToken(sequence.choice, token))

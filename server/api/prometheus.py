@@ -1,0 +1,39 @@
+"""GET /metrics in Prometheus' text exposition format (no client library: the format is a few lines)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from server.engine.metrics import EngineMetrics, Histogram
+from server.engine.types import BackendStats
+
+
+def _histogram(name: str, help_text: str, histogram: Histogram) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for bound, count in zip(histogram.buckets, histogram.counts):
+        lines.append(f'{name}_bucket{{le="{bound:g}"}} {count}')
+    lines += [f'{name}_bucket{{le="+Inf"}} {histogram.count}', f"{name}_sum {histogram.total:.6f}", f"{name}_count {histogram.count}"]
+    return lines
+
+
+def _metric(name: str, kind: str, help_text: str, value: float) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+
+
+def render(metrics: EngineMetrics, stats: BackendStats, http_responses: Counter[tuple[str, int]]) -> str:
+    lines: list[str] = ["# HELP codebooga_http_responses_total HTTP responses by route and status.",
+                        "# TYPE codebooga_http_responses_total counter"]
+    for (path, status), count in sorted(http_responses.items()):
+        lines.append(f'codebooga_http_responses_total{{path="{path}",status="{status}"}} {count}')
+    lines += _metric("codebooga_requests_started_total", "counter", "Generation requests that got a sequence.", metrics.requests_started)
+    lines += _metric("codebooga_requests_finished_total", "counter", "Generation requests that ran to the end.", metrics.requests_finished)
+    lines += _metric("codebooga_requests_cancelled_total", "counter", "Generation requests ended early (client hung up or generation failed).", metrics.requests_cancelled)
+    lines += _metric("codebooga_prompt_tokens_total", "counter", "Prompt tokens of started requests.", metrics.prompt_tokens)
+    lines += _metric("codebooga_generated_tokens_total", "counter", "Tokens generated for clients.", metrics.completion_tokens)
+    lines += _metric("codebooga_queue_depth", "gauge", "Requests waiting for a free sequence.", stats.queue_depth)
+    lines += _metric("codebooga_slots_busy", "gauge", "Sequences generating now.", stats.slots_busy)
+    lines += _metric("codebooga_slots_total", "gauge", "Sequences the backend can run at once.", stats.slots_total)
+    lines += _metric("codebooga_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", stats.extra.get("tokens_per_second", 0.0))
+    lines += _histogram("codebooga_time_to_first_token_seconds", "From queueing to the first generated token.", metrics.time_to_first_token)
+    lines += _histogram("codebooga_time_per_output_token_seconds", "Between consecutive tokens of one choice.", metrics.time_per_output_token)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,39 @@
+"""Request-level serving metrics the engine records: counts, time to first token, time between tokens."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+TOKEN_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+
+
+@dataclass
+class Histogram:
+    """A cumulative histogram in Prometheus' sense: `counts[i]` observations fell at or below `buckets[i]`."""
+
+    buckets: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * len(self.buckets)
+
+    def observe(self, value: float) -> None:
+        for index in range(bisect.bisect_left(self.buckets, value), len(self.buckets)):
+            self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+
+@dataclass
+class EngineMetrics:
+    requests_started: int = 0
+    requests_finished: int = 0
+    requests_cancelled: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    time_per_output_token: Histogram = field(default_factory=lambda: Histogram(TOKEN_LATENCY_BUCKETS))
