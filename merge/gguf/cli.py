@@ -7,28 +7,29 @@ they run, so `codebooga --help` and `codebooga serve` never pay for it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from server.cli import CliError
 
 from .formats import QUANT_TYPES, OutType
 
 BUILD_EXTRA_HINT = "pip install 'codebooga[build]'"
-_BUILD_MODULES = ("sentencepiece", "tqdm")
+# Optional modules (from the `build` extra) each subcommand imports when it runs.
+_NEEDS = {"convert": ("sentencepiece", "tqdm"), "quantize": ("tqdm",), "build": ("sentencepiece", "tqdm", "yaml")}
 
 
 def _require_build_extra(command: str) -> None:
     """Turn a missing optional dependency into one line that says which extra to install."""
     import importlib.util
 
-    missing = [name for name in _BUILD_MODULES if importlib.util.find_spec(name) is None]
+    missing = [name for name in _NEEDS[command] if importlib.util.find_spec(name) is None]
     if missing:
         raise CliError(f"`codebooga {command}` needs {', '.join(missing)}: {BUILD_EXTRA_HINT}")
 
 
-def _run(command: str, action: Any) -> int:
-    """Run a handler body, converting the merge package's user errors into `CliError`."""
+def _run(command: str, action: Callable[[], None]) -> int:
+    """Run a handler body, turning user errors and I/O failures (disk full, permissions) into one-line `CliError`s."""
     _require_build_extra(command)
     from merge.errors import MergeError
 
@@ -36,6 +37,9 @@ def _run(command: str, action: Any) -> int:
         action()
     except MergeError as error:
         raise CliError(str(error)) from None
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise CliError(f"{command} failed: {where}{error.strerror or error}") from None
     return 0
 
 

@@ -53,7 +53,7 @@ def _check_tensors(checkpoint: Checkpoint, hparams: LlamaHParams) -> None:
 
 
 def _row_chunks(checkpoint: Checkpoint, plan: TensorPlan) -> Iterator[np.ndarray]:
-    """float32 row blocks of about CHUNK_BYTES; q/k blocks hold whole heads so the permutation stays local."""
+    """float32 row blocks of about CHUNK_BYTES; q/k blocks hold whole heads, so each block permutes on its own."""
     rows = plan.shape[0]
     row_bytes = 4 * int(np.prod(plan.shape[1:], dtype=np.int64))
     step = max(1, CHUNK_BYTES // max(row_bytes, 1))
@@ -65,7 +65,10 @@ def _row_chunks(checkpoint: Checkpoint, plan: TensorPlan) -> Iterator[np.ndarray
 
 
 def _write_data(writer: gguf.GGUFWriter, checkpoint: Checkpoint, plans: list[TensorPlan], progress: bool) -> None:
-    """Append each tensor's bytes in declared order, padded to GGUF alignment as `GGUFWriter` would."""
+    """Append each tensor's bytes in declared order, padded to GGUF alignment exactly as `GGUFWriter` pads.
+
+    `GGUFWriter.write_tensor_data` only takes whole tensors, so chunks go straight to the writer's open file.
+    """
     from tqdm import tqdm
 
     (handle,) = writer.fout
@@ -73,19 +76,12 @@ def _write_data(writer: gguf.GGUFWriter, checkpoint: Checkpoint, plans: list[Ten
     with tqdm(total=total, desc="convert", unit="B", unit_scale=True, disable=not progress) as bar:
         writer.write_padding(handle, handle.tell())
         for plan in plans:
-            heads = plan.permute_heads
             for chunk in _row_chunks(checkpoint, plan):
-                block = plan if heads is None else _local_plan(plan, chunk.shape[0])
-                data = encode(block, chunk)
+                heads = None if plan.permute_heads is None else plan.permute_heads * len(chunk) // plan.shape[0]
+                data = encode(chunk, plan.ggml_type, heads)
                 data.tofile(handle)
                 bar.update(data.nbytes)
             writer.write_padding(handle, plan.nbytes)
-
-
-def _local_plan(plan: TensorPlan, rows: int) -> TensorPlan:
-    """The q/k permutation applied to a block of whole heads uses that block's head count."""
-    heads = plan.permute_heads * rows // plan.shape[0]
-    return TensorPlan(plan.source, plan.target, (rows, *plan.shape[1:]), plan.ggml_type, heads)
 
 
 def convert(

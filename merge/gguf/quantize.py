@@ -47,7 +47,10 @@ class TensorCallback:
         self.bar.n = index
         self.bar.refresh()
 
-    def close(self) -> None:
+    def __enter__(self) -> TensorCallback:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self.bar.close()
 
 
@@ -96,18 +99,13 @@ def quantize(
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant_type}")
     params.nthread = threads
     entries = load_imatrix(imatrix) if imatrix is not None else None
-    tracker = TensorCallback(f"quantize {quant_type}", progress)
     matrix = imatrix_param(entries, llama_cpp.llama_model_imatrix_data) if entries else nullcontext(None)
-    try:
-        with atomic_output(target) as partial, matrix as pointer, _captured_log(tracker) as errors:
-            if pointer is not None:
-                params.imatrix = pointer
-            status = llama_cpp.llama_model_quantize(
-                os.fsencode(source), os.fsencode(partial), ctypes.byref(params)
-            )
-            if status != 0:
-                detail = errors[0] if errors else "llama.cpp reported a failure"
-                raise GGUFError(f"{source}: quantization to {quant_type} failed: {detail}")
-    finally:
-        tracker.close()
+    with atomic_output(target) as partial, matrix as pointer:
+        if pointer is not None:
+            params.imatrix = pointer
+        with TensorCallback(f"quantize {quant_type}", progress) as tracker, _captured_log(tracker) as errors:
+            status = llama_cpp.llama_model_quantize(os.fsencode(source), os.fsencode(partial), ctypes.byref(params))
+        if status != 0:
+            detail = errors[0] if errors else "llama.cpp reported a failure"
+            raise GGUFError(f"{source}: quantization to {quant_type} failed: {detail}")
     return target

@@ -108,12 +108,12 @@ def permute_for_rope(weight: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def encode(plan: TensorPlan, data: np.ndarray) -> np.ndarray:
-    """Turn a float32 tensor into the exact bytes (as a numpy array) the plan declared."""
-    if plan.permute_heads is not None:
-        data = permute_for_rope(data, plan.permute_heads)
-    if plan.ggml_type == gguf.GGMLQuantizationType.F32:
+def encode(data: np.ndarray, ggml_type: gguf.GGMLQuantizationType, permute_heads: int | None) -> np.ndarray:
+    """Turn float32 rows into the exact bytes (as a numpy array) of `ggml_type`, permuting q/k rows first."""
+    if permute_heads is not None:
+        data = permute_for_rope(data, permute_heads)
+    if ggml_type == gguf.GGMLQuantizationType.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
-    if plan.ggml_type == gguf.GGMLQuantizationType.F16:
+    if ggml_type == gguf.GGMLQuantizationType.F16:
         return np.ascontiguousarray(data, dtype=np.float16)
-    return quantize(np.ascontiguousarray(data, dtype=np.float32), plan.ggml_type)
+    return quantize(np.ascontiguousarray(data, dtype=np.float32), ggml_type)

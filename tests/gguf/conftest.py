@@ -53,6 +53,7 @@ _WORDS = (
     "the model returns a list of tokens for each request and the server streams them back to the client "
     "merge layers gradient blend weights tensor shape float value index count result error message"
 ).split()
+_UNICODE = ["Café naïve résumé", "Größe über alles", "数据 模型 合并", "Ελληνικά κείμενα"]
 _CODE = [
     "def {name}(x, y):\n    return x {op} y\n",
     "for i in range({n}):\n\tprint(i, {name}(i, {n}))\n",
@@ -72,7 +73,7 @@ def _corpus(lines: int = 3000) -> list[str]:
         values = dict(name=name, Name=name.title().replace("_", ""), n=rng.randint(0, 99999), op=rng.choice("+-*/%"))
         out.append(rng.choice(_CODE).format(**values))
         out.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))).capitalize() + ".")
-        out.append(rng.choice(["Café naïve résumé", "Größe über alles", "数据 模型 合并", "Ελληνικά κείμενα"]))
+        out.append(rng.choice(_UNICODE))
     return out
 
 
@@ -110,13 +111,20 @@ CheckpointFactory = Callable[..., Path]
 
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory: pytest.TempPathFactory, tokenizer_model: Path) -> CheckpointFactory:
-    """Build a random LLaMA checkpoint folder: `make_checkpoint(seed=0, dtype="float32", fmt="safetensors")`.
+    """Build (once per session) a random LLaMA checkpoint folder: `make_checkpoint(seed, dtype, fmt)`.
 
-    `fmt="bin"` writes a PyTorch `pytorch_model.bin` instead of safetensors, as older checkpoints ship.
+    `fmt="bin"` writes a PyTorch `pytorch_model.bin` instead of safetensors, as older checkpoints ship. Callers
+    must not modify the folder; copy it first.
     """
+    made: dict[tuple[int, str, str], Path] = {}
 
     def make(seed: int = 0, dtype: str = "float32", fmt: str = "safetensors") -> Path:
-        folder = tmp_path_factory.mktemp(f"llama-s{seed}-{dtype}-{fmt}")
+        key = (seed, dtype, fmt)
+        if key not in made:
+            made[key] = write(tmp_path_factory.mktemp(f"llama-s{seed}-{dtype}-{fmt}"), *key)
+        return made[key]
+
+    def write(folder: Path, seed: int, dtype: str, fmt: str) -> Path:
         torch.manual_seed(seed)
         config = transformers.LlamaConfig(**MODEL_CONFIG)
         model = transformers.LlamaForCausalLM(config).to(getattr(torch, dtype)).eval()

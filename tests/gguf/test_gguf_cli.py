@@ -96,3 +96,20 @@ def test_build_end_to_end_with_progress_and_manifest(run_cli: CliRunner, make_re
     code, _, err = run_cli("build", recipe, "--quant", "Q5_K_M")
     assert code == 0
     assert "[3/3] quantize Q5_K_M → CliBooga-v0.1.Q5_K_M.gguf: up to date, skipped" in err
+
+
+def test_missing_build_extra_is_named(run_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import merge.gguf.cli
+
+    monkeypatch.setitem(merge.gguf.cli._NEEDS, "quantize", ("tqdm", "no_such_module_for_test"))
+    code, _, err = run_cli("quantize", tmp_path / "in.gguf", tmp_path / "out.gguf", "--type", "Q4_K_M")
+    assert code == 2
+    assert err == "codebooga: error: `codebooga quantize` needs no_such_module_for_test: pip install 'codebooga[build]'\n"
+
+
+def test_write_failure_is_one_line(run_cli: CliRunner, f16_gguf: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where a folder should be")
+    code, _, err = run_cli("quantize", f16_gguf, blocked / "out.gguf", "--type", "Q8_0")
+    assert code == 2
+    assert err.startswith("codebooga: error: quantize failed: ") and err.count("\n") == 1, err
