@@ -185,3 +185,18 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert not output.parent.exists() or not any(output.parent.iterdir())
+
+
+def test_added_tokens_extend_the_vocab_as_user_defined(llama_dir: Path, tmp_path: Path) -> None:
+    """WizardCoder-Python-34B ships `added_tokens.json` with a `[PAD]` token at id 32000; same shape here."""
+    import llama_cpp
+
+    folder = copy_model(llama_dir, tmp_path / "added")
+    (folder / "added_tokens.json").write_text(json.dumps({"<extra_sep>": 600}))
+    path = convert(folder, tmp_path / "added.gguf", progress=False)
+    meta = fields(path)
+    assert meta["tokenizer.ggml.tokens"][600] == "<extra_sep>"
+    assert meta["tokenizer.ggml.token_type"][600] == gguf.TokenType.USER_DEFINED
+    assert meta["tokenizer.ggml.tokens"][601] == "[PAD0]"
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    assert 600 in vocab.tokenize(b"left<extra_sep>right", add_bos=False, special=False)
