@@ -5,7 +5,8 @@ Generates two checkpoints with realistic shapes (hidden 2048, intermediate 5632,
 (`merge/recipes/codebooga-34b-v0.1.yaml`, model paths replaced) in a subprocess, and reports:
 
 * wall time of the merge against a plain-I/O baseline measured in the same run: read every byte of both
-  inputs, then write as many bytes as the merged output holds (goal: merge ≤ 2× baseline);
+  inputs, then write as many bytes as the merged output holds and fsync them, as the merge does before its
+  final rename (goal: merge ≤ 2× baseline);
 * the merge process's peak anonymous memory (RssAnon, sampled every 5 ms from /proc; goal ≤ 600 MiB).
   File-backed pages of memory-mapped inputs are page cache, not RssAnon, and do not count.
 
@@ -102,6 +103,7 @@ def plain_io(inputs: list[Path], write_bytes: int, scratch: Path) -> float:
         remaining = write_bytes
         while remaining:
             remaining -= handle.write(view[: min(remaining, len(buffer))])
+        os.fsync(handle.fileno())  # the merge makes its output durable before renaming it into place
     elapsed = time.perf_counter() - started
     (scratch / "baseline.bin").unlink()
     return elapsed

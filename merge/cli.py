@@ -52,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(prepared.describe())
             return 0
-        target = execute_merge(prepared, show_progress=True)
+        try:
+            target = execute_merge(prepared, show_progress=True)
+        except OSError as error:
+            raise CliError(f"writing {prepared.target} failed: {error}") from None
     except MergeError as error:
         raise CliError(str(error)) from None
-    except OSError as error:
-        raise CliError(f"writing {prepared.target} failed: {error}") from None
     finally:
         prepared.close()
     tensors = len(prepared.plan.tensors)

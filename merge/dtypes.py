@@ -132,6 +132,9 @@ class _TorchAccelerator:
             import torch
         except ImportError:
             return
+        # Our worker threads already run chunks in parallel; torch's own intra-op threads on top of them only
+        # oversubscribe the cores (its OpenMP workers spin-wait, which made merges several times slower).
+        torch.set_num_threads(1)
         self._dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
         self.module = torch
 

@@ -1,13 +1,14 @@
 """The output folder's life cycle: checks before work, a staging folder during it, an atomic rename after.
 
 An interrupted or failed merge must never leave a folder that looks like a finished model, so everything is
-written into a hidden sibling folder (`.NAME.incomplete-XXXX`) that is renamed onto the target only when
-complete, and removed on any error or Ctrl-C. Config and tokenizer files come from model 1.
+written into a hidden sibling folder (`.NAME.incomplete-XXXX`) that is flushed to disk (fsync) and renamed
+onto the target only when complete, and removed on any error or Ctrl-C. Config and tokenizer files come from model 1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -60,14 +61,27 @@ def staged_folder(target: Path) -> Iterator[Path]:
 
 
 def _publish(staging: Path, target: Path) -> None:
-    if not target.exists():
+    """Make the staged files durable, then rename: a crash can lose the output, never half-write it."""
+    for path in staging.iterdir():
+        _fsync(path)
+    _fsync(staging)
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
+        retired.rmdir()
+        target.rename(retired)
         staging.rename(target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
-    retired.rmdir()
-    target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(target)
+    _fsync(target.parent)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def copy_side_files(model1: Path, destination: Path, dtype: str) -> list[str]:

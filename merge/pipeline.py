@@ -44,8 +44,8 @@ class PreparedMerge:
         size = format_bytes(sum(tensor.nbytes for tensor in outputs))
         exists = " (exists: a real run needs --force)" if self.target.exists() else ""
         header = [
-            ("model 1", f"{self.recipe.model_path1}  [{_describe_checkpoint(self.model1)}]"),
-            ("model 2", f"{self.recipe.model_path2}  [{_describe_checkpoint(self.model2)}]"),
+            ("model 1", _describe_checkpoint(self.recipe.model_path1, self.model1)),
+            ("model 2", _describe_checkpoint(self.recipe.model_path2, self.model2)),
             ("output", f"{self.target}{exists}"),
             ("writes", f"{size} of {self.dtype} in {len(shards)} shard(s) of at most {format_bytes(self.recipe.max_shard_size)}"),
         ]
@@ -142,7 +142,9 @@ class _ProgressBar:
         self._bar.close()
 
 
-def _describe_checkpoint(checkpoint: Checkpoint) -> str:
+def _describe_checkpoint(spec: str, checkpoint: Checkpoint) -> str:
+    """E.g. `Phind/Phind-CodeLlama-34B-v2  [pytorch, 7 file(s), bfloat16]  → /cache/...snapshots/abc`."""
     files = len({info.file for info in checkpoint.tensors()})
-    dtypes = sorted({info.dtype for info in checkpoint.tensors()})
-    return f"{checkpoint.format}, {files} file(s), {'/'.join(dtypes)}, {checkpoint.folder}"
+    dtypes = "/".join(sorted({info.dtype for info in checkpoint.tensors()}))
+    where = f"  → {checkpoint.folder}" if str(checkpoint.folder) != spec else ""
+    return f"{spec}  [{checkpoint.format}, {files} file(s), {dtypes}]{where}"

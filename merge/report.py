@@ -9,10 +9,10 @@ _SHORT_DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
 
 def format_plan(plan: MergePlan, header: list[tuple[str, str]]) -> str:
     """The plan as a table, after `header` (label, value) lines describing models and output."""
+    selections = ", ".join(f"{label} {count}" for label, count in plan.selections)
+    header = [*header, ("selected", f"{selections} tensors")]
     width = max(len(label) for label, _ in header)
     lines = [f"{label:<{width}}  {value}" for label, value in header]
-    selections = ", ".join(f"{label} {count}" for label, count in plan.selections)
-    lines.append(f"{'selected':<{width}}  {selections} tensors")
     lines.append("")
     name_width = max(len(tensor.name) for tensor in plan.tensors)
     shape_width = max(len(format_shape(tensor.shape)) for tensor in plan.tensors)
