@@ -83,15 +83,17 @@ class Manifest:
         return cls(path, data)
 
     def step(self, name: str) -> dict[str, Any]:
+        """The recorded entry of a step (empty if it never finished)."""
         return self.data["steps"].get(name, {})
 
-    def is_done(self, name: str, key: str, files: list[dict[str, Any]] | None = None) -> bool:
-        """Same key as recorded and every recorded output (or the given subset) unchanged on disk."""
+    def is_done(self, name: str, key: str) -> bool:
+        """Same key as recorded and every recorded output unchanged on disk."""
         record = self.step(name)
-        outputs = record.get("files", []) if files is None else files
+        outputs = record.get("files", [])
         return record.get("key") == key and bool(outputs) and all(unchanged(item) for item in outputs)
 
     def record(self, name: str, **values: Any) -> None:
+        """Mark a step finished with its key and outputs, and persist at once."""
         self.data["steps"][name] = values
         self.save()
 
