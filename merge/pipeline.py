@@ -68,8 +68,8 @@ def prepare_merge(
         raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}")
     recipe = load_recipe(recipe_path)
     target = Path(output if output is not None else recipe.output_model_path).expanduser()
-    force = force or dry_run
-    check_target(target, [], force)
+    force = force or dry_run  # a dry run writes nothing; it notes an existing output instead
+    check_target(target, [], force)  # before resolving models, which may download ~68 GB each
     folder1 = resolve_model(recipe.model_path1)
     folder2 = resolve_model(recipe.model_path2)
     check_target(target, [folder1, folder2], force)
