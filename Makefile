@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test bench clean
+.PHONY: serve test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/serve_bench.py
 	$(BIN)/python bench/merge_bench.py
+
+soak: $(VENV)/.dev-installed
+	CODEBOOGA_SOAK_SECONDS=120 $(BIN)/python -m pytest tests/engine/test_soak.py -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -127,6 +128,9 @@ def configure_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The decode thread gives up the GIL in every llama.cpp call and must get it back at once when the call
+    # returns; with Python's default 5 ms switch interval the event loop (serving SSE) can hold it that long.
+    sys.setswitchinterval(0.0002)
     settings = settings_from_args(args)
     check_choices(settings)
     configure_logging(settings.log_level)

@@ -1,0 +1,226 @@
+"""Serving benchmark: codebooga against llama-cpp-python's server (and llama.cpp's llama-server when given).
+
+Every server gets the same GGUF (the embedded SmolLM2-135M-Instruct unless --model), the same thread count,
+and runs alone while measured. Scenarios (streaming chat, 96-token answers forced by banning end-of-generation
+tokens, greedy):
+  single     one stream: decode tokens/s and time to first token (median of --repeats)
+  concurrent 8 streams at once: aggregate tokens/s, p50/p95 time to first token
+  follow-up  a multi-turn follow-up's time to first token, cold (prefix never seen) vs warm (the previous turn
+             was just answered), on codebooga
+Results print as a table with ratios and are written to bench/results/serve.json.
+
+    .venv/bin/python bench/serve_bench.py [--threads 2] [--llama-server /path/to/llama-server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from server.resources import embedded_model_path  # noqa: E402
+
+ANSWER_TOKENS = 96
+EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
+QUESTIONS = [
+    "Write a Python function that checks whether a number is prime.",
+    "Explain how a hash table works.",
+    "Write a JavaScript function that debounces another function.",
+    "What is the difference between a process and a thread?",
+    "Write a SQL query that finds duplicate emails in a users table.",
+    "Explain big-O notation with an example.",
+    "Write a Rust function that reverses a vector in place.",
+    "Describe how TCP's three-way handshake works.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def launched(name: str, command: list[str], port: int, ready_path: str) -> Iterator[str]:
+    log = open(REPO / "bench" / "results" / f"{name}.log", "w")
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited; see bench/results/{name}.log")
+            try:
+                if httpx.get(base + ready_path, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise RuntimeError(f"{name} did not become ready")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@dataclass
+class StreamTiming:
+    ttft: float
+    total: float
+    tokens: int
+
+    @property
+    def decode_rate(self) -> float:
+        return (self.tokens - 1) / (self.total - self.ttft) if self.total > self.ttft else 0.0
+
+
+async def stream_chat(client: httpx.AsyncClient, messages: list[dict], max_tokens: int = ANSWER_TOKENS) -> tuple[StreamTiming, str]:
+    body = {
+        "model": "bench", "messages": messages, "max_tokens": max_tokens, "stream": True,
+        "temperature": 0, "top_p": 1, "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0,
+        "logit_bias": EOG_BAN,
+    }
+    started = time.perf_counter()
+    first = None
+    tokens = 0
+    text = []
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", []):
+                content = choice.get("delta", {}).get("content")
+                if content:
+                    tokens += 1
+                    text.append(content)
+                    if first is None:
+                        first = time.perf_counter() - started
+    return StreamTiming(first or 0.0, time.perf_counter() - started, tokens), "".join(text)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def measure(base: str, repeats: int, follow_up: bool) -> dict:
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        await stream_chat(client, [{"role": "user", "content": "warm up"}], 8)
+        singles = []
+        for index in range(repeats):
+            timing, _ = await stream_chat(client, [{"role": "user", "content": QUESTIONS[index % len(QUESTIONS)]}])
+            singles.append(timing)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(stream_chat(client, [{"role": "user", "content": q}]) for q in QUESTIONS))
+        wall = time.perf_counter() - started
+        concurrent = [timing for timing, _ in results]
+        report = {
+            "single_tok_s": statistics.median(t.decode_rate for t in singles),
+            "single_ttft_s": statistics.median(t.ttft for t in singles),
+            "single_tokens": singles[0].tokens,
+            "concurrent_tok_s": sum(t.tokens for t in concurrent) / wall,
+            "concurrent_ttft_p50_s": percentile([t.ttft for t in concurrent], 0.5),
+            "concurrent_ttft_p95_s": percentile([t.ttft for t in concurrent], 0.95),
+        }
+        if follow_up:
+            report.update(await measure_follow_up(client))
+        return report
+
+
+async def measure_follow_up(client: httpx.AsyncClient) -> dict:
+    """A long system prompt + first turn, then the follow-up: cold (unique prefix) vs warm (just answered)."""
+    system = "You are a senior reviewer. " + " ".join(f"Rule {i}: prefer clear names and small functions." for i in range(60))
+    colds, warms = [], []
+    for _ in range(3):
+        nonce = secrets.token_hex(4)
+        first_turn = [{"role": "system", "content": f"[{nonce}] {system}"}, {"role": "user", "content": QUESTIONS[0]}]
+        _, answer = await stream_chat(client, first_turn, 48)
+        follow = [*first_turn, {"role": "assistant", "content": answer}, {"role": "user", "content": "Now add type hints."}]
+        warm, _ = await stream_chat(client, follow, 8)
+        cold_turn = [{"role": "system", "content": f"[{secrets.token_hex(4)}] {system}"}, *follow[1:]]
+        cold, _ = await stream_chat(client, cold_turn, 8)
+        warms.append(warm.ttft)
+        colds.append(cold.ttft)
+    return {"follow_up_cold_ttft_s": statistics.median(colds), "follow_up_warm_ttft_s": statistics.median(warms)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=embedded_model_path())
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--llama-server", type=Path, help="path to llama.cpp's llama-server binary")
+    parser.add_argument("--only", choices=["codebooga", "llama-cpp-python", "llama-server"], action="append")
+    args = parser.parse_args()
+    (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    model, threads, ctx = str(args.model), str(args.threads), 4096
+    servers = {
+        "codebooga": (
+            [sys.executable, "-m", "server", "serve", "--model", model, "--threads", threads, "--parallel", "8",
+             "--ctx-size", str(ctx), "--log-level", "warning"],
+            "/health",
+        ),
+        "llama-cpp-python": (
+            [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_threads", threads,
+             "--n_threads_batch", threads, "--n_ctx", str(ctx), "--interrupt_requests", "False", "--verbose", "False"],
+            "/v1/models",
+        ),
+    }
+    if args.llama_server:
+        servers["llama-server"] = (
+            [str(args.llama_server), "-m", model, "-t", threads, "-tb", threads, "-np", "8", "-c", str(8 * ctx),
+             "--log-disable"],
+            "/health",
+        )
+    results = {}
+    for name, (command, ready) in servers.items():
+        if args.only and name not in args.only:
+            continue
+        port = free_port()
+        command = [*command, "--port", str(port), *(["--host", "127.0.0.1"] if name != "codebooga" else [])]
+        with launched(name, command, port, ready) as base:
+            results[name] = asyncio.run(measure(base, args.repeats, follow_up=name == "codebooga"))
+        print(name, json.dumps(results[name], indent=1), flush=True)
+    ratios = {}
+    ours = results.get("codebooga")
+    for peer in ("llama-cpp-python", "llama-server"):
+        if ours and peer in results:
+            theirs = results[peer]
+            ratios[peer] = {
+                "single_tok_s": ours["single_tok_s"] / theirs["single_tok_s"],
+                "concurrent_tok_s": ours["concurrent_tok_s"] / theirs["concurrent_tok_s"],
+                "concurrent_ttft_p95": ours["concurrent_ttft_p95_s"] / theirs["concurrent_ttft_p95_s"],
+            }
+    if ours and "follow_up_cold_ttft_s" in ours:
+        ratios["follow_up_warm_over_cold"] = ours["follow_up_warm_ttft_s"] / ours["follow_up_cold_ttft_s"]
+    record = {"threads": args.threads, "model": Path(model).name, "results": results, "ratios": ratios,
+              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (REPO / "bench" / "results" / "serve.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(ratios, indent=1))
+
+
+if __name__ == "__main__":
+    main()
