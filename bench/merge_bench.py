@@ -39,7 +39,6 @@ from merge.writer import OutputTensor, ShardedWriter  # noqa: E402
 
 HIDDEN, INTERMEDIATE, LAYERS, HEADS = 2048, 5632, 8, 16
 GOAL_RATIO, GOAL_RSS_MIB = 2.0, 600
-CLI = "import sys, server.cli as c; c.SUBCOMMAND_MODULES = ('merge.cli',); sys.exit(c.main(sys.argv[1:]))"
 
 
 def llama_shapes(vocab: int) -> dict[str, tuple[int, ...]]:
@@ -123,7 +122,7 @@ def rss_anon_kib(pid: int) -> int:
 def timed_merge(recipe: Path) -> tuple[float, int, float]:
     """Run the CLI merge in a subprocess; returns (wall seconds, peak RssAnon in KiB, CPU seconds)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", CLI, "merge", str(recipe)], cwd=REPO)
+    process = subprocess.Popen([sys.executable, "-m", "server", "merge", str(recipe)], cwd=REPO)
     peak = 0
 
     def sample() -> None:

@@ -8,15 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-import uvicorn
-
-from server.api.app import create_app
-from server.api.middleware import RequestIdFilter
 from server.cli import CliError
-from server.engine.chat_template import TemplateError, choose_template
-from server.engine.errors import InvalidRequest
-from server.engine.presets import PresetBook, PresetError
-from server.resources import PRESETS_DIR, embedded_model_path
+from server.resources import embedded_model_path
 from server.settings import ServeSettings, api_keys_from_environment
 
 log = logging.getLogger("codebooga.server")
@@ -105,6 +98,11 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 def check_choices(settings: ServeSettings) -> None:
     """Fail fast, before the slow model load, on a preset or template file that can't work."""
+    from server.engine.chat_template import TemplateError, choose_template
+    from server.engine.errors import InvalidRequest
+    from server.engine.presets import PresetBook, PresetError
+    from server.resources import PRESETS_DIR
+
     try:
         PresetBook.load(PRESETS_DIR).get(settings.preset)
     except PresetError as error:
@@ -119,6 +117,8 @@ def check_choices(settings: ServeSettings) -> None:
 
 
 def configure_logging(level: str) -> None:
+    from server.api.middleware import RequestIdFilter
+
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"))
@@ -134,12 +134,16 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_choices(settings)
     configure_logging(settings.log_level)
+    # Imported here so that `codebooga merge` and friends never pay for the web stack.
+    import uvicorn
+
+    from server.api.app import create_app
     from server.engine.loader import load_engine
 
     assert settings.model is not None
     model_path = settings.model
     exit_code = 0
-    server: uvicorn.Server | None = None
+    server: "uvicorn.Server | None" = None
 
     def on_load_failure(error: Exception) -> None:
         nonlocal exit_code

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +18,17 @@ def server() -> Iterator[RunningServer]:
     """The server as `make serve` runs it: embedded model, default preset, model's own chat template."""
     with running_server("--ctx-size", "2048", "--parallel", "4") as running:
         yield running
+
+
+@pytest.fixture()
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `codebooga ARGS...` in-process through the real dispatcher; returns (exit code, stdout, stderr)."""
+    import server.cli
+
+    def run(*args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = server.cli.main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

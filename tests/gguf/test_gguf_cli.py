@@ -10,24 +10,9 @@ from pathlib import Path
 import gguf
 import pytest
 
-import server.cli
 from merge.gguf.formats import QUANT_TYPES
 
 CliRunner = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture()
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> CliRunner:
-    """Run `codebooga ARGS...` in-process with only this package's subcommands; returns (code, stdout, stderr)."""
-    monkeypatch.setattr(server.cli, "SUBCOMMAND_MODULES", ("merge.gguf.cli",))
-
-    def run(*args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = server.cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def test_convert_then_quantize(run_cli: CliRunner, llama_dir: Path, tmp_path: Path) -> None:

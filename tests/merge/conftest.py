@@ -23,19 +23,3 @@ def model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[ModelSp
         return cache[key]
 
     return make
-
-
-@pytest.fixture()
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run `codebooga ARGS...` in-process through the real dispatcher; returns (exit code, stdout, stderr)."""
-    import server.cli
-
-    monkeypatch.setattr(server.cli, "SUBCOMMAND_MODULES", ("merge.cli",))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = server.cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run

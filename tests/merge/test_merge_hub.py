@@ -22,7 +22,6 @@ from tests.merge.parents import PHIND_LIKE, WIZARD_LIKE
 pytest.importorskip("huggingface_hub")
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-CLI = "import sys, server.cli as c; c.SUBCOMMAND_MODULES = ('merge.cli',); sys.exit(c.main(sys.argv[1:]))"
 
 
 def add_to_cache(cache: Path, repo_id: str, folder: Path) -> None:
@@ -51,7 +50,7 @@ def run_offline(tmp_path: Path, cache: Path, model1: str, model2: str) -> subpro
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf-home")}
     repo_root = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        [sys.executable, "-c", CLI, "merge", str(recipe)],
+        [sys.executable, "-m", "server", "merge", str(recipe)],
         capture_output=True, text=True, env=env, cwd=repo_root, timeout=120,
     )
 
