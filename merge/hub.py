@@ -12,19 +12,10 @@ import re
 from pathlib import Path
 
 from merge.errors import MergeError, first_line
+from merge.output import SIDE_FILES
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-CONFIG_PATTERNS = [
-    "config.json",
-    "generation_config.json",
-    "tokenizer.model",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-]
+CONFIG_PATTERNS = ["config.json", *SIDE_FILES]
 SAFETENSORS_PATTERNS = ["model*.safetensors", "model.safetensors.index.json"]
 PYTORCH_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 

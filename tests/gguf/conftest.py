@@ -175,15 +175,9 @@ def q4km_gguf(f16_gguf: Path, gguf_dir: Path) -> Path:
     return quantize(f16_gguf, gguf_dir / "tiny.Q4_K_M.gguf", "Q4_K_M", threads=2, progress=False)
 
 
-# The operations of the published CodeBooga-34B-v0.1 recipe (Phind-CodeLlama-34B-v2 + WizardCoder-Python-34B).
-CODEBOOGA_OPERATIONS = [
-    {"operation": "lm_head", "filter": "lm_head", "gradient_values": [0.75]},
-    {"operation": "embed_tokens", "filter": "embed_tokens", "gradient_values": [0.75]},
-    {"operation": "self_attn", "filter": "self_attn", "gradient_values": [0.75, 0.25]},
-    {"operation": "mlp", "filter": "mlp", "gradient_values": [0.25, 0.75]},
-    {"operation": "layernorm", "filter": "layernorm", "gradient_values": [0.5, 0.5]},
-    {"operation": "modelnorm", "filter": "model.norm", "gradient_values": [0.75]},
-]
+# The operations of the shipped CodeBooga-34B-v0.1 recipe, so the tests exercise the real one.
+SEED_RECIPE = Path(__file__).resolve().parents[2] / "merge" / "recipes" / "codebooga-34b-v0.1.yaml"
+CODEBOOGA_OPERATIONS = yaml.safe_load(SEED_RECIPE.read_text())["operations"]
 
 
 @pytest.fixture(scope="session")

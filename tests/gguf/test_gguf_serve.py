@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
-openai = pytest.importorskip("openai")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 90
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from server_process import running_server
 
 
 @pytest.fixture(scope="module")
@@ -34,32 +22,8 @@ def built_model(make_recipe: Callable[[str], Path]) -> Path:
 
 @pytest.fixture(scope="module")
 def server_url(built_model: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "server", "serve", "--model", str(built_model), "--port", str(port),
-               "--threads", "2", "--ctx-size", "256", "--parallel", "1", "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {process.stdout.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_SECONDS} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_server("--model", str(built_model), "--ctx-size", "256", "--parallel", "1") as server:
+        yield server.base_url
 
 
 def test_server_uses_the_embedded_alpaca_template(server_url: str, built_model: Path) -> None:

@@ -26,14 +26,9 @@ from tests.merge.parents import (
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-SEED_OPERATIONS = [
-    {"operation": "lm_head", "filter": "lm_head", "gradient_values": [0.75]},
-    {"operation": "embed_tokens", "filter": "embed_tokens", "gradient_values": [0.75]},
-    {"operation": "self_attn", "filter": "self_attn", "gradient_values": [0.75, 0.25]},
-    {"operation": "mlp", "filter": "mlp", "gradient_values": [0.25, 0.75]},
-    {"operation": "layernorm", "filter": "layernorm", "gradient_values": [0.5, 0.5]},
-    {"operation": "modelnorm", "filter": "model.norm", "gradient_values": [0.75]},
-]
+# The operations of the shipped CodeBooga-34B-v0.1 recipe, so the tests exercise the real one.
+SEED_RECIPE = Path(__file__).resolve().parents[2] / "merge" / "recipes" / "codebooga-34b-v0.1.yaml"
+SEED_OPERATIONS = yaml.safe_load(SEED_RECIPE.read_text())["operations"]
 OVERLAPPING_OPERATIONS = [
     {"operation": "attention", "filter": "self_attn", "gradient_values": [0.9, 0.1, 0.5]},
     {"operation": "layer 1", "filter": "layers.1.", "gradient_values": [0.3]},
