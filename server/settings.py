@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+EXL2_CACHE_TYPES = ("fp16", "q8", "q6", "q4")  # ExLlamaV2 KV cache: FP16, or quantized to 8/6/4 bits
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -18,6 +20,8 @@ class ServeSettings:
     n_gpu_layers: int = 0
     parallel: int = 4
     batch_size: int = 512
+    cache_type: str = "fp16"  # EXL2 only: fp16 | q8 | q6 | q4
+    gpu_split: tuple[float, ...] | None = None  # EXL2 only: GB of weights per GPU; None = autosplit
     max_queue: int = 64
     queue_timeout_seconds: float = 60.0
     chat_template: str = "auto"

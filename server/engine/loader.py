@@ -1,11 +1,14 @@
-"""Choosing and loading a backend for a model path, wrapped in an `Engine` with its template and presets."""
+"""Choosing and loading a backend for a model path (GGUF → llama.cpp, EXL2 folder → ExLlamaV2), wrapped in an
+`Engine` with its template and presets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from server.engine.backend import Backend
 from server.engine.chat_template import choose_template
 from server.engine.engine import Engine
+from server.engine.model_format import ModelFormat, detect_format
 from server.engine.presets import PresetBook
 from server.resources import PRESETS_DIR
 from server.settings import ServeSettings, default_threads
@@ -13,10 +16,23 @@ from server.settings import ServeSettings, default_threads
 
 def load_engine(model_path: Path, settings: ServeSettings) -> Engine:
     """Load the model (slow: call it off the event loop) and assemble the engine around it."""
+    if detect_format(model_path) is ModelFormat.EXL2:
+        backend = _exl2_backend(model_path, settings)
+    else:
+        backend = _llama_cpp_backend(model_path, settings)
+    try:
+        template = choose_template(settings.chat_template, backend.info.chat_template)
+        return Engine(backend, template, PresetBook.load(PRESETS_DIR), settings.preset)
+    except Exception:
+        backend.close()
+        raise
+
+
+def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
     from server.engine.llama_cpp.backend import LlamaCppBackend
     from server.engine.llama_cpp.model import ContextOptions
 
-    backend = LlamaCppBackend(
+    return LlamaCppBackend(
         model_path,
         ContextOptions(
             n_ctx_per_seq=settings.ctx_size,
@@ -29,9 +45,22 @@ def load_engine(model_path: Path, settings: ServeSettings) -> Engine:
         max_queue=settings.max_queue,
         queue_timeout=settings.queue_timeout_seconds,
     )
-    try:
-        template = choose_template(settings.chat_template, backend.info.chat_template)
-        return Engine(backend, template, PresetBook.load(PRESETS_DIR), settings.preset)
-    except Exception:
-        backend.close()
-        raise
+
+
+def _exl2_backend(model_folder: Path, settings: ServeSettings) -> Backend:
+    """exllamav2 (CUDA only): imported here so that nothing else in codebooga loads it or torch."""
+    from server.engine.exllamav2.backend import Exl2Backend
+    from server.engine.exllamav2.model import Exl2Options
+
+    return Exl2Backend(
+        model_folder,
+        Exl2Options(
+            max_seq_len=settings.ctx_size,
+            cache_type=settings.cache_type,
+            gpu_split=settings.gpu_split,
+            parallel=settings.parallel,
+        ),
+        model_id=settings.model_id or model_folder.name,
+        max_queue=settings.max_queue,
+        queue_timeout=settings.queue_timeout_seconds,
+    )

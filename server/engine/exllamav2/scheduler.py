@@ -1,0 +1,312 @@
+"""The generator loop: one thread owns exllamav2's dynamic generator and bridges it to asyncio.
+
+Each `BackendJob` choice becomes one `ExLlamaV2DynamicJob` (identifier `(job, choice)`); the generator batches them
+(continuous batching, prefix-page reuse). A job is admitted, strictly first come first served, once enough of the
+`slots` (the generator's batch size) are free, so `started()` means the sequences are reserved and the queue
+timeout works as with llama.cpp. Stop strings, cancellation and hang-ups end a choice with `generator.cancel`, from
+this thread only (the generator is not thread-safe). Stop strings are the engine's business: the generator only
+gets the end-of-generation token ids as stop conditions.
+
+The job factory is injected, so this module imports neither exllamav2 nor torch at import time and the loop is
+tested on CPU against a generator that follows exllamav2's documented `iterate()` result protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from server.engine.errors import InvalidRequest, Overloaded
+from server.engine.exllamav2.stream import END_OF_JOB, Exl2JobStream
+from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
+
+log = logging.getLogger("codebooga.exllamav2")
+
+
+class Generator(Protocol):
+    """The part of `ExLlamaV2DynamicGenerator` the loop uses."""
+
+    def enqueue(self, job: Any) -> Any: ...
+
+    def iterate(self) -> list[dict[str, Any]]: ...
+
+    def cancel(self, job: Any) -> None: ...
+
+
+JobFactory = Callable[[BackendJob, int, object], Any]
+"""(spec, choice, identifier) → an `ExLlamaV2DynamicJob` for that choice."""
+
+
+@dataclass
+class _Choice:
+    index: int
+    handle: Any
+    ended: bool = False
+
+
+@dataclass
+class _Job:
+    stream: Exl2JobStream
+    choices: list[_Choice] = field(default_factory=list)
+    outbox: list[object] = field(default_factory=list)
+
+    @property
+    def spec(self) -> BackendJob:
+        return self.stream.spec
+
+
+def token_logprobs(logits: Any, token_id: int, top_n: int, vocab_size: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """The chosen token's log-probability and the `top_n` most likely tokens, best first, from one logits row.
+
+    exllamav2 returns the logits the sampler saw: after repetition penalties and logit bias (applied in place),
+    before temperature and truncation.
+    """
+    import torch
+
+    row = logits.reshape(-1)[:vocab_size].to(torch.float64)
+    logprobs = torch.log_softmax(row, dim=-1)
+    chosen = float(logprobs[token_id])
+    if top_n <= 0:
+        return chosen, ()
+    values, indices = torch.topk(logprobs, min(top_n, vocab_size))
+    return chosen, tuple((int(index), float(value)) for index, value in zip(indices.tolist(), values.tolist()))
+
+
+def result_events(result: dict[str, Any], choice: int, top_logprobs: int | None, vocab_size: int) -> list[BackendEvent]:
+    """Backend events for one `iterate()` result of a streaming job.
+
+    Tokens come from `token_ids`; when the job ends on a stop token (end of generation) the tokens it still held
+    back (an incomplete UTF-8 character) are under `held`, with the stop token itself last, which is not output.
+    """
+    if result.get("stage") != "streaming":
+        return []
+    ids = _ids(result.get("token_ids"))
+    logits = result.get("logits")
+    reason = result.get("eos_reason") if result.get("eos") else None
+    if reason == "stop_token":
+        held = result.get("held", {})
+        ids = _ids(held.get("token_ids"))[:-1]
+        logits = held.get("logits")
+    events: list[BackendEvent] = []
+    for position, token in enumerate(ids):
+        if top_logprobs is None or logits is None:
+            events.append(SampledToken(choice, token))
+        else:
+            logprob, top = token_logprobs(logits[0, position], token, top_logprobs, vocab_size)
+            events.append(SampledToken(choice, token, logprob, top))
+    if reason is not None:
+        events.append(SequenceFinished(choice, "length" if reason == "max_new_tokens" else "eog"))
+    return events
+
+
+def _ids(tensor: Any) -> list[int]:
+    return [] if tensor is None else [int(token) for token in tensor.reshape(-1).tolist()]
+
+
+class ThroughputMeter:
+    """Tokens per second over a sliding window, for /health and /metrics."""
+
+    def __init__(self, window_seconds: float = 10.0) -> None:
+        self._window = window_seconds
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        self._events.append((now, count))
+        while self._events and self._events[0][0] < now - self._window:
+            self._events.popleft()
+
+    def rate(self) -> float:
+        horizon = time.monotonic() - self._window
+        return round(sum(count for stamp, count in list(self._events) if stamp >= horizon) / self._window, 2)
+
+
+class Scheduler:
+    """Owns the generator from its own thread; everything else talks to it through `submit`."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        make_job: JobFactory,
+        *,
+        slots: int,
+        vocab_size: int,
+        max_queue: int = 64,
+        queue_timeout: float = 60.0,
+    ) -> None:
+        self._generator = generator
+        self._make_job = make_job
+        self._slots = slots
+        self._vocab_size = vocab_size
+        self._max_queue = max_queue
+        self._queue_timeout = queue_timeout
+        self._waiting: deque[_Job] = deque()
+        self._running: list[_Job] = []
+        self._finished: list[_Job] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self.tokens_generated = 0
+        self.prompt_tokens = 0
+        self.prompt_tokens_reused = 0
+        self._throughput = ThroughputMeter()
+        self._thread = threading.Thread(target=self._run, name="codebooga-exl2", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop ------------------------------------------------------------------------
+
+    def submit(self, spec: BackendJob) -> Exl2JobStream:
+        if spec.n > self._slots:
+            raise InvalidRequest(
+                f"n={spec.n} needs {spec.n} parallel sequences but the server runs {self._slots} "
+                "(start it with a larger --parallel; more than 1 needs flash-attn)",
+                param="n",
+            )
+        stream = Exl2JobStream(spec, self.wake)
+        with self._wake:
+            if len(self._waiting) >= self._max_queue:
+                raise Overloaded(
+                    f"the server is busy: {len(self._waiting)} requests are already waiting (--max-queue)"
+                )
+            self._waiting.append(_Job(stream))
+            self._wake.notify()
+        return stream
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def stats(self) -> BackendStats:
+        return BackendStats(
+            slots_total=self._slots,
+            slots_busy=self._busy(),
+            queue_depth=len(self._waiting),
+            extra={
+                "tokens_per_second": self._throughput.rate(),
+                "tokens_generated": self.tokens_generated,
+                "prompt_tokens": self.prompt_tokens,
+                "prompt_tokens_reused": self.prompt_tokens_reused,
+            },
+        )
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        for job in self._running + list(self._waiting):
+            job.stream.deliver([END_OF_JOB])
+
+    # --- the generator thread ------------------------------------------------------------------------------
+
+    def _busy(self) -> int:
+        return sum(not choice.ended for job in list(self._running) for choice in job.choices)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not self._waiting and not self._running:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                self._admit()
+            try:
+                self._retire_cancelled()
+                if self._running:
+                    self._handle(self._generator.iterate())
+            except Exception:
+                log.exception("generator step failed; ending the running requests")
+                for job in self._running:
+                    self._fail_job(job, "internal error in the generator")
+            self._drop_finished()
+            self._flush_outboxes()
+
+    def _admit(self) -> None:
+        """Drop cancelled and expired waiters, then start waiting jobs, oldest first, while enough slots are free
+        (caller holds the lock). Strict FIFO: a big-n job at the head is never overtaken and starved."""
+        now = time.monotonic()
+        still_waiting: deque[_Job] = deque()
+        for job in self._waiting:
+            if job.stream.cancelled:
+                job.stream.deliver([END_OF_JOB])
+            elif now - job.stream.enqueued_at > self._queue_timeout:
+                job.stream.mark_started(
+                    Overloaded(f"the server is busy: no free sequence within {self._queue_timeout:g} s")
+                )
+                job.stream.deliver([END_OF_JOB])
+            else:
+                still_waiting.append(job)
+        self._waiting = still_waiting
+        while self._waiting and self._slots - self._busy() >= self._waiting[0].spec.n:
+            job = self._waiting.popleft()
+            try:
+                for index in range(job.spec.n):
+                    handle = self._make_job(job.spec, index, (job, index))
+                    self._generator.enqueue(handle)
+                    job.choices.append(_Choice(index, handle))
+            except Exception as error:
+                log.exception("could not start a generator job")
+                for choice in job.choices:
+                    self._generator.cancel(choice.handle)
+                job.choices = [_Choice(index, None, ended=True) for index in range(job.spec.n)]
+                job.outbox.extend(SequenceFailed(index, f"could not start generation: {error}") for index in range(job.spec.n))
+            self._running.append(job)
+            job.stream.mark_started()
+
+    def _handle(self, results: list[dict[str, Any]]) -> None:
+        for result in results:
+            identifier = result.get("identifier")
+            if not isinstance(identifier, tuple):
+                continue
+            job, index = identifier
+            choice = job.choices[index]
+            if choice.ended:
+                continue
+            events = result_events(result, index, job.spec.top_logprobs, self._vocab_size)
+            sampled = sum(isinstance(event, SampledToken) for event in events)
+            self.tokens_generated += sampled
+            if sampled:
+                self._throughput.add(sampled)
+            job.outbox.extend(events)
+            if result.get("eos"):
+                choice.ended = True
+                self.prompt_tokens += int(result.get("prompt_tokens", 0))
+                self.prompt_tokens_reused += int(result.get("cached_tokens", 0))
+
+    def _retire_cancelled(self) -> None:
+        for job in self._running:
+            for choice in job.choices:
+                if not choice.ended and (job.stream.cancelled or choice.index in job.stream.stopped_choices):
+                    self._generator.cancel(choice.handle)
+                    choice.ended = True
+
+    def _fail_job(self, job: _Job, reason: str) -> None:
+        for choice in job.choices:
+            if not choice.ended:
+                try:
+                    self._generator.cancel(choice.handle)
+                except Exception:
+                    log.exception("could not cancel a failed generator job")
+                choice.ended = True
+                job.outbox.append(SequenceFailed(choice.index, reason))
+
+    def _drop_finished(self) -> None:
+        running = []
+        for job in self._running:
+            if all(choice.ended for choice in job.choices):
+                job.outbox.append(END_OF_JOB)
+                self._finished.append(job)
+            else:
+                running.append(job)
+        self._running = running
+
+    def _flush_outboxes(self) -> None:
+        for job in [*self._running, *self._finished]:
+            if job.outbox:
+                job.stream.deliver(job.outbox)
+                job.outbox = []
+        self._finished.clear()

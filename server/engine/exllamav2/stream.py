@@ -1,0 +1,81 @@
+"""The asyncio side of a job: the generator thread pushes event lists in, the request handler reads them.
+
+Same contract as the llama.cpp backend's stream (see `server.engine.backend.JobStream`); kept free of exllamav2 and
+torch imports so it is tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from server.engine.types import BackendEvent, BackendJob
+
+END_OF_JOB = object()
+
+
+class Exl2JobStream:
+    def __init__(self, spec: BackendJob, wake: Callable[[], None]) -> None:
+        self.spec = spec
+        self.cancelled = False
+        self.stopped_choices: set[int] = set()
+        self.enqueued_at = time.monotonic()
+        self._wake = wake
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[list[object]] = asyncio.Queue()
+        self._buffer: deque[object] = deque()
+        self._started: asyncio.Future[None] = self._loop.create_future()
+
+    def __aiter__(self) -> Exl2JobStream:
+        return self
+
+    async def __anext__(self) -> BackendEvent:
+        while not self._buffer:
+            self._buffer.extend(await self._queue.get())
+        item = self._buffer.popleft()
+        if item is END_OF_JOB:
+            self._buffer.appendleft(item)
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def started(self) -> None:
+        await self._started
+
+    def stop_choice(self, choice: int) -> None:
+        self.stopped_choices.add(choice)
+        self._wake()
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._wake()
+
+    def __del__(self) -> None:
+        # A stream dropped unread (its request vanished before reading) must not keep generating.
+        self.cancel()
+
+    # --- called from the generator thread -------------------------------------------------------------------
+
+    def mark_started(self, error: Exception | None = None) -> None:
+        """The job got its sequences, or (with `error`) never will."""
+        self._call_in_loop(self._resolve_started, error)
+
+    def deliver(self, events: list[object]) -> None:
+        self._call_in_loop(self._queue.put_nowait, events)
+
+    def _resolve_started(self, error: Exception | None) -> None:
+        if self._started.done():
+            return
+        if error is None:
+            self._started.set_result(None)
+        else:
+            self._started.set_exception(error)
+
+    def _call_in_loop(self, function: Callable[[Any], None], argument: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(function, argument)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            pass
