@@ -1,6 +1,6 @@
 """The `codebooga` console command.
 
-One entry point with one subcommand per pipeline step (serve, merge, convert, quantize, build). Each
+One entry point with one subcommand per pipeline step (serve, merge, convert, quantize, quantize-exl2, build). Each
 subcommand lives next to the code it drives and plugs in through a `register(subparsers)` function, so this
 module stays a thin dispatcher and importing it never pulls in heavy optional dependencies (torch).
 
@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("server.serve_command", "merge.cli", "merge.gguf.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("server.serve_command", "merge.cli", "merge.gguf.cli", "merge.exl2.cli")
 
 
 class CliError(Exception):
