@@ -69,7 +69,8 @@ def _build(args: argparse.Namespace) -> int:
         from merge.build import build
 
         result = build(
-            args.recipe, quants=args.quant, keep_f16=args.keep_f16, threads=args.threads, imatrix=args.imatrix
+            args.recipe, quants=args.quant, keep_f16=args.keep_f16, threads=args.threads, imatrix=args.imatrix,
+            exl2_bits=args.exl2, exl2_head_bits=args.exl2_head_bits, exl2_calibration=args.exl2_calibration,
         )
         for path in result.outputs:
             print(path)
@@ -117,6 +118,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--quant", nargs="+", default=["Q4_K_M"], metavar="TYPE",
                        help=f"quantization types to produce (default Q4_K_M); any of {types}")  # fmt: skip
     build.add_argument("--keep-f16", action="store_true", help="keep the intermediate F16 GGUF file")
+    build.add_argument("--exl2", type=float, metavar="BITS",
+                       help="also quantize to EXL2 at BITS per weight into <output_model_path>-<BITS>bpw-exl2/ "
+                       "(needs an NVIDIA GPU and the exl2 extra)")  # fmt: skip
+    build.add_argument("--exl2-head-bits", type=int, default=6, metavar="BITS", help="EXL2 output-layer bits (default 6)")
+    build.add_argument("--exl2-calibration", type=Path, metavar="FILE", help="EXL2 calibration data (.parquet)")
     _add_quantizer_options(build)
     build.set_defaults(handler=_build)
 

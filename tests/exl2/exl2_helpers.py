@@ -6,6 +6,17 @@ import json
 import struct
 from pathlib import Path
 
+# The user-settable fields of exllamav2 0.3.2's ExLlamaV2Sampler.Settings (generator/sampler.py); the ngram_*
+# fields are the sampler's own running state. The GPU tests check this list against the installed class.
+SETTINGS_FIELDS = {
+    "token_repetition_penalty", "token_repetition_range", "token_repetition_decay", "token_frequency_penalty",
+    "token_presence_penalty", "temperature", "smoothing_factor", "min_temp", "max_temp", "temp_exponent", "top_k",
+    "top_p", "top_a", "min_p", "tfs", "typical", "skew", "temperature_last", "mirostat", "mirostat_tau",
+    "mirostat_eta", "mirostat_mu", "token_bias", "cfg_scale", "post_sampling_hooks", "dry_allowed_length",
+    "dry_base", "dry_multiplier", "dry_sequence_breakers", "dry_range", "dry_max_ngram", "xtc_probability",
+    "xtc_threshold", "xtc_ignore_tokens",
+}  # fmt: skip
+
 
 def gpu_skip_reason() -> str | None:
     """Why the GPU tests can't run here (None when they can): CUDA and exllamav2 are both required."""

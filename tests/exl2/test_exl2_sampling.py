@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from exl2_helpers import SETTINGS_FIELDS
 from server.engine.exllamav2.sampling import job_seed, sampler_fields
 from server.engine.types import SamplingParams
-
-# The user-settable fields of exllamav2 0.3.2's ExLlamaV2Sampler.Settings (generator/sampler.py); the ngram_*
-# fields are the sampler's own running state. The GPU tests check this list against the installed class.
-SETTINGS_FIELDS = {
-    "token_repetition_penalty", "token_repetition_range", "token_repetition_decay", "token_frequency_penalty",
-    "token_presence_penalty", "temperature", "smoothing_factor", "min_temp", "max_temp", "temp_exponent", "top_k",
-    "top_p", "top_a", "min_p", "tfs", "typical", "skew", "temperature_last", "mirostat", "mirostat_tau",
-    "mirostat_eta", "mirostat_mu", "token_bias", "cfg_scale", "post_sampling_hooks", "dry_allowed_length",
-    "dry_base", "dry_multiplier", "dry_sequence_breakers", "dry_range", "dry_max_ngram", "xtc_probability",
-    "xtc_threshold", "xtc_ignore_tokens",
-}  # fmt: skip
 
 
 def test_every_field_is_set() -> None:
