@@ -4,7 +4,7 @@ Every server gets the same GGUF (the embedded SmolLM2-135M-Instruct unless --mod
 and runs alone while measured. Scenarios (streaming chat, 96-token answers forced by banning end-of-generation
 tokens, greedy):
   single     one stream: decode tokens/s and time to first token (median of --repeats)
-  concurrent 8 streams at once: aggregate tokens/s, p50/p95 time to first token
+  concurrent 8 streams at once: aggregate tokens/s, p50/p95 time to first token (median of --repeats rounds)
   follow-up  a multi-turn follow-up's time to first token, cold (prefix never seen) vs warm (the previous turn
              was just answered), on codebooga
 Results print as a table with ratios and are written to bench/results/serve.json.
@@ -133,17 +133,28 @@ async def measure(base: str, repeats: int, follow_up: bool) -> dict:
         for index in range(repeats):
             timing, _ = await stream_chat(client, [{"role": "user", "content": QUESTIONS[index % len(QUESTIONS)]}])
             singles.append(timing)
-        started = time.perf_counter()
-        results = await asyncio.gather(*(stream_chat(client, [{"role": "user", "content": q}]) for q in QUESTIONS))
-        wall = time.perf_counter() - started
-        concurrent = [timing for timing, _ in results]
+        rounds = []
+        for round_index in range(repeats):
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(stream_chat(client, [{"role": "user", "content": f"{q} (round {round_index})"}]) for q in QUESTIONS)
+            )
+            wall = time.perf_counter() - started
+            timings = [timing for timing, _ in results]
+            rounds.append(
+                (
+                    sum(t.tokens for t in timings) / wall,
+                    percentile([t.ttft for t in timings], 0.5),
+                    percentile([t.ttft for t in timings], 0.95),
+                )
+            )
         report = {
             "single_tok_s": statistics.median(t.decode_rate for t in singles),
             "single_ttft_s": statistics.median(t.ttft for t in singles),
             "single_tokens": singles[0].tokens,
-            "concurrent_tok_s": sum(t.tokens for t in concurrent) / wall,
-            "concurrent_ttft_p50_s": percentile([t.ttft for t in concurrent], 0.5),
-            "concurrent_ttft_p95_s": percentile([t.ttft for t in concurrent], 0.95),
+            "concurrent_tok_s": statistics.median(r[0] for r in rounds),
+            "concurrent_ttft_p50_s": statistics.median(r[1] for r in rounds),
+            "concurrent_ttft_p95_s": statistics.median(r[2] for r in rounds),
         }
         if follow_up:
             report.update(await measure_follow_up(client))

@@ -162,3 +162,27 @@ def test_request_waiting_past_the_queue_timeout_gets_503(narrow_server: RunningS
     late = asyncio.run(main())
     assert late.status_code == 503 and "busy" in late.json()["error"]["message"]
     wait_until_idle(narrow_server, timeout=10)
+
+
+def test_a_system_prompt_held_by_another_slot_is_shared_not_recomputed(wide_server: RunningServer) -> None:
+    system = {"role": "system", "content": "You review code. " + "Prefer small pure functions. " * 40}
+
+    async def two_users() -> None:
+        async_client = openai.AsyncOpenAI(base_url=wide_server.api_url, api_key="x", max_retries=0)
+        try:
+            first = async_client.chat.completions.create(
+                model="x", messages=[system, {"role": "user", "content": "Review: x=1"}], max_tokens=60
+            )
+            first_task = asyncio.ensure_future(first)
+            await asyncio.sleep(0.5)  # the first request now holds the system prompt in its (busy) slot
+            before = httpx.get(f"{wide_server.base_url}/health").json()["prompt_tokens_reused"]
+            second = await async_client.chat.completions.create(
+                model="x", messages=[system, {"role": "user", "content": "Review: y=2"}], max_tokens=2
+            )
+            reused = httpx.get(f"{wide_server.base_url}/health").json()["prompt_tokens_reused"] - before
+            assert reused >= second.usage.prompt_tokens - 12
+            await first_task
+        finally:
+            await async_client.close()
+
+    asyncio.run(two_users())

@@ -1,8 +1,9 @@
 """Loading a GGUF into llama.cpp and the vocabulary operations the engine needs.
 
 Uses llama-cpp-python's low-level ctypes API only (the high-level `Llama` class samples in Python and runs
-one sequence at a time). The context holds `n_parallel` independent KV streams of `n_ctx_per_seq` cells each,
-so one sequence can never eat another's context.
+one sequence at a time). Each of the `n_parallel` sequences gets its own KV stream of `n_ctx_per_seq` cells,
+so no sequence can eat another's context, and a sequence's attention never sees another's cells: its greedy
+output is the same alone or beside others (a unified pool interleaves cells and changes float summation order).
 """
 
 from __future__ import annotations

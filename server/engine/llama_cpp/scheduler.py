@@ -4,7 +4,8 @@ Each step carries one decode token for every sequence that is generating plus a 
 sequences still prefilling (so a long prompt never freezes the streams around it), then samples each sequence
 with its own native sampler chain. Jobs join at the next step and leave when done. Slots keep their tokens
 after a job ends: the next job takes the idle slot sharing the longest prefix with its prompt and decodes only
-the rest. A job with n choices prefills its prompt once and copies that KV to its other slots.
+the rest, and a longer prefix held by any other slot (a shared system prompt) is copied rather than recomputed.
+A job with n choices prefills its prompt once and copies that KV to its other slots.
 """
 
 from __future__ import annotations
@@ -276,9 +277,18 @@ class Scheduler:
     def _start(self, job: _Job, idle: list[_Slot]) -> None:
         spec = job.spec
         prompt = spec.prompt_tokens
+        memory = self._model.memory
         primary = max(idle, key=lambda slot: common_prefix_length(slot.tokens, prompt))
+        donor = max(self._slots, key=lambda slot: common_prefix_length(slot.tokens, prompt))
+        own_prefix = common_prefix_length(primary.tokens, prompt)
+        if common_prefix_length(donor.tokens, prompt) > own_prefix:
+            # Another slot (busy or idle) holds a longer prefix, e.g. a shared system prompt: copy its KV stream
+            # (llama.cpp copies whole streams; the tail is trimmed below). A memory copy beats recomputing.
+            llama.llama_memory_seq_rm(memory, primary.seq_id, -1, -1)
+            llama.llama_memory_seq_cp(memory, donor.seq_id, primary.seq_id, -1, -1)
+            primary.tokens = list(donor.tokens)
         reused = min(common_prefix_length(primary.tokens, prompt), len(prompt) - 1)
-        llama.llama_memory_seq_rm(self._model.memory, primary.seq_id, reused, -1)
+        llama.llama_memory_seq_rm(memory, primary.seq_id, reused, -1)
         del primary.tokens[reused:]
         self.prompt_tokens_reused += reused
         others = sorted((slot for slot in idle if slot is not primary), key=lambda slot: len(slot.tokens))
