@@ -1,7 +1,7 @@
 """Serving benchmark: codebooga against llama-cpp-python's server (and llama.cpp's llama-server when given).
 
-Every server gets the same GGUF (the embedded SmolLM2-135M-Instruct unless --model), the same thread count,
-and runs alone while measured. Scenarios (streaming chat, 96-token answers forced by banning end-of-generation
+Every server gets the same GGUF (the embedded SmolLM2-135M-Instruct unless --model) and the same thread count;
+all are started together and measured in alternating rounds (an idle server costs nothing). Scenarios (streaming chat, 96-token answers forced by banning end-of-generation
 tokens, greedy):
   single     one stream: decode tokens/s and time to first token (median of --repeats)
   concurrent 8 streams at once: aggregate tokens/s, p50/p95 time to first token (median of --repeats rounds)
@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -126,39 +126,55 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def measure(base: str, repeats: int, follow_up: bool) -> dict:
-    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-        await stream_chat(client, [{"role": "user", "content": "warm up"}], 8)
-        singles = []
-        for index in range(repeats):
-            timing, _ = await stream_chat(client, [{"role": "user", "content": QUESTIONS[index % len(QUESTIONS)]}])
-            singles.append(timing)
-        rounds = []
+async def single_stream(client: httpx.AsyncClient, round_index: int) -> StreamTiming:
+    timing, _ = await stream_chat(client, [{"role": "user", "content": QUESTIONS[round_index % len(QUESTIONS)]}])
+    return timing
+
+
+async def concurrent_round(client: httpx.AsyncClient, round_index: int) -> tuple[float, float, float]:
+    """Eight streams at once: (aggregate tokens/s, p50 and p95 time to first token)."""
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(stream_chat(client, [{"role": "user", "content": f"{q} (round {round_index})"}]) for q in QUESTIONS)
+    )
+    wall = time.perf_counter() - started
+    ttfts = [timing.ttft for timing, _ in results]
+    return sum(timing.tokens for timing, _ in results) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.95)
+
+
+async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
+    """Rounds alternate between the servers (rotating who goes first), so a noisy spell on this shared machine
+    hits every server alike instead of skewing one server's numbers."""
+    names = list(bases)
+    clients = {name: httpx.AsyncClient(base_url=base, timeout=600) for name, base in bases.items()}
+    try:
+        for client in clients.values():
+            await stream_chat(client, [{"role": "user", "content": "warm up"}], 8)
+        singles: dict[str, list[StreamTiming]] = {name: [] for name in names}
+        rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
         for round_index in range(repeats):
-            started = time.perf_counter()
-            results = await asyncio.gather(
-                *(stream_chat(client, [{"role": "user", "content": f"{q} (round {round_index})"}]) for q in QUESTIONS)
-            )
-            wall = time.perf_counter() - started
-            timings = [timing for timing, _ in results]
-            rounds.append(
-                (
-                    sum(t.tokens for t in timings) / wall,
-                    percentile([t.ttft for t in timings], 0.5),
-                    percentile([t.ttft for t in timings], 0.95),
-                )
-            )
+            order = names[round_index % len(names):] + names[: round_index % len(names)]
+            for name in order:
+                singles[name].append(await single_stream(clients[name], round_index))
+            for name in order:
+                rounds[name].append(await concurrent_round(clients[name], round_index))
         report = {
-            "single_tok_s": statistics.median(t.decode_rate for t in singles),
-            "single_ttft_s": statistics.median(t.ttft for t in singles),
-            "single_tokens": singles[0].tokens,
-            "concurrent_tok_s": statistics.median(r[0] for r in rounds),
-            "concurrent_ttft_p50_s": statistics.median(r[1] for r in rounds),
-            "concurrent_ttft_p95_s": statistics.median(r[2] for r in rounds),
+            name: {
+                "single_tok_s": statistics.median(t.decode_rate for t in singles[name]),
+                "single_ttft_s": statistics.median(t.ttft for t in singles[name]),
+                "single_tokens": singles[name][0].tokens,
+                "concurrent_tok_s": statistics.median(r[0] for r in rounds[name]),
+                "concurrent_ttft_p50_s": statistics.median(r[1] for r in rounds[name]),
+                "concurrent_ttft_p95_s": statistics.median(r[2] for r in rounds[name]),
+            }
+            for name in names
         }
-        if follow_up:
-            report.update(await measure_follow_up(client))
+        if "codebooga" in clients:
+            report["codebooga"].update(await measure_follow_up(clients["codebooga"]))
         return report
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 async def measure_follow_up(client: httpx.AsyncClient) -> dict:
@@ -182,7 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=embedded_model_path())
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--llama-server", type=Path, help="path to llama.cpp's llama-server binary")
     parser.add_argument("--only", choices=["codebooga", "llama-cpp-python", "llama-server"], action="append")
     args = parser.parse_args()
@@ -206,15 +222,17 @@ def main() -> None:
              "--log-disable"],
             "/health",
         )
-    results = {}
-    for name, (command, ready) in servers.items():
-        if args.only and name not in args.only:
-            continue
-        port = free_port()
-        command = [*command, "--port", str(port), *(["--host", "127.0.0.1"] if name != "codebooga" else [])]
-        with launched(name, command, port, ready) as base:
-            results[name] = asyncio.run(measure(base, args.repeats, follow_up=name == "codebooga"))
-        print(name, json.dumps(results[name], indent=1), flush=True)
+    with ExitStack() as stack:
+        bases = {}
+        for name, (command, ready) in servers.items():
+            if args.only and name not in args.only:
+                continue
+            port = free_port()
+            command = [*command, "--port", str(port), *(["--host", "127.0.0.1"] if name != "codebooga" else [])]
+            bases[name] = stack.enter_context(launched(name, command, port, ready))
+        results = asyncio.run(measure(bases, args.repeats))
+    for name, result in results.items():
+        print(name, json.dumps(result, indent=1), flush=True)
     ratios = {}
     ours = results.get("codebooga")
     for peer in ("llama-cpp-python", "llama-server"):
