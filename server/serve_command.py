@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chat-template", default=_env("CHAT_TEMPLATE", defaults.chat_template), metavar="auto|alpaca|model|PATH",
                         help="auto: the model's own template, else Alpaca [CODEBOOGA_CHAT_TEMPLATE]")
     parser.add_argument("--preset", default=_env("PRESET", defaults.preset), metavar="NAME",
-                        help=f"sampling preset for fields a request leaves out; one of presets/*.yaml [CODEBOOGA_PRESET]")
+                        help="sampling preset for fields a request leaves out; one of presets/*.yaml [CODEBOOGA_PRESET]")
     parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                         help="require 'Authorization: Bearer KEY'; repeat for several keys [CODEBOOGA_API_KEYS, comma-separated]")
     parser.add_argument("--sse-ping", type=float, default=_env("SSE_PING", defaults.sse_ping_seconds), metavar="SECONDS",

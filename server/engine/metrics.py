@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import time
+from collections import deque
 from dataclasses import dataclass, field
 
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
@@ -37,3 +39,21 @@ class EngineMetrics:
     completion_tokens: int = 0
     time_to_first_token: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     time_per_output_token: Histogram = field(default_factory=lambda: Histogram(TOKEN_LATENCY_BUCKETS))
+
+
+class ThroughputMeter:
+    """Tokens per second over a sliding window, for /health and /metrics."""
+
+    def __init__(self, window_seconds: float = 10.0) -> None:
+        self._window = window_seconds
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        self._events.append((now, count))
+        while self._events and self._events[0][0] < now - self._window:
+            self._events.popleft()
+
+    def rate(self) -> float:
+        horizon = time.monotonic() - self._window
+        return round(sum(count for stamp, count in list(self._events) if stamp >= horizon) / self._window, 2)

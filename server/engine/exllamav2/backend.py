@@ -6,7 +6,7 @@ from pathlib import Path
 
 from server.engine.exllamav2.model import Exl2Model, Exl2Options
 from server.engine.exllamav2.scheduler import Scheduler
-from server.engine.exllamav2.stream import Exl2JobStream
+from server.engine.job_stream import ThreadedJobStream
 from server.engine.exllamav2.vocab import HfVocabulary
 from server.engine.types import BackendJob, BackendStats, ModelInfo
 
@@ -46,7 +46,7 @@ class Exl2Backend:
     def token_bytes(self, token_id: int) -> bytes:
         return self._vocab.token_bytes(token_id)
 
-    def submit(self, job: BackendJob) -> Exl2JobStream:
+    def submit(self, job: BackendJob) -> ThreadedJobStream:
         return self._scheduler.submit(job)
 
     def stats(self) -> BackendStats:

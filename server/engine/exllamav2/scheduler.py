@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.engine.errors import InvalidRequest, Overloaded
-from server.engine.exllamav2.stream import END_OF_JOB, Exl2JobStream
+from server.engine.job_stream import END_OF_JOB, ThreadedJobStream
+from server.engine.metrics import ThroughputMeter
 from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
 
 log = logging.getLogger("codebooga.exllamav2")
@@ -51,7 +52,7 @@ class _Choice:
 
 @dataclass
 class _Job:
-    stream: Exl2JobStream
+    stream: ThreadedJobStream
     choices: list[_Choice] = field(default_factory=list)
     outbox: list[object] = field(default_factory=list)
 
@@ -108,24 +109,6 @@ def _ids(tensor: Any) -> list[int]:
     return [] if tensor is None else [int(token) for token in tensor.reshape(-1).tolist()]
 
 
-class ThroughputMeter:
-    """Tokens per second over a sliding window, for /health and /metrics."""
-
-    def __init__(self, window_seconds: float = 10.0) -> None:
-        self._window = window_seconds
-        self._events: deque[tuple[float, int]] = deque()
-
-    def add(self, count: int) -> None:
-        now = time.monotonic()
-        self._events.append((now, count))
-        while self._events and self._events[0][0] < now - self._window:
-            self._events.popleft()
-
-    def rate(self) -> float:
-        horizon = time.monotonic() - self._window
-        return round(sum(count for stamp, count in list(self._events) if stamp >= horizon) / self._window, 2)
-
-
 class Scheduler:
     """Owns the generator from its own thread; everything else talks to it through `submit`."""
 
@@ -159,14 +142,14 @@ class Scheduler:
 
     # --- called from the event loop ------------------------------------------------------------------------
 
-    def submit(self, spec: BackendJob) -> Exl2JobStream:
+    def submit(self, spec: BackendJob) -> ThreadedJobStream:
         if spec.n > self._slots:
             raise InvalidRequest(
                 f"n={spec.n} needs {spec.n} parallel sequences but the server runs {self._slots} "
                 "(start it with a larger --parallel; more than 1 needs flash-attn)",
                 param="n",
             )
-        stream = Exl2JobStream(spec, self.wake)
+        stream = ThreadedJobStream(spec, self.wake)
         with self._wake:
             if len(self._waiting) >= self._max_queue:
                 raise Overloaded(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
-from server.engine.llama_cpp.scheduler import LlamaJobStream, Scheduler
+from server.engine.job_stream import ThreadedJobStream
+from server.engine.llama_cpp.scheduler import Scheduler
 from server.engine.types import BackendJob, BackendStats, ModelInfo
 
 
@@ -36,7 +37,7 @@ class LlamaCppBackend:
     def token_bytes(self, token_id: int) -> bytes:
         return self._model.token_bytes(token_id)
 
-    def submit(self, job: BackendJob) -> LlamaJobStream:
+    def submit(self, job: BackendJob) -> ThreadedJobStream:
         return self._scheduler.submit(job)
 
     def stats(self) -> BackendStats:

@@ -10,20 +10,19 @@ A job with n choices prefills its prompt once and copies that KV to its other sl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import llama_cpp as llama
 
 from server.engine.errors import InvalidRequest, Overloaded
+from server.engine.job_stream import END_OF_JOB, ThreadedJobStream
 from server.engine.llama_cpp.model import LlamaCppModel
 from server.engine.llama_cpp.sampling import SamplerChain, token_logprobs
+from server.engine.metrics import ThroughputMeter
 from server.engine.types import (
     BackendEvent,
     BackendJob,
@@ -34,73 +33,6 @@ from server.engine.types import (
 )
 
 log = logging.getLogger("codebooga.scheduler")
-
-_END_OF_JOB = object()
-
-
-class LlamaJobStream:
-    """The asyncio side of a job: the decode thread pushes event lists in; the request handler reads them."""
-
-    def __init__(self, scheduler: Scheduler, spec: BackendJob) -> None:
-        self.spec = spec
-        self.cancelled = False
-        self.stopped_choices: set[int] = set()
-        self._scheduler = scheduler
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[list[object]] = asyncio.Queue()
-        self._buffer: deque[object] = deque()
-        self._started: asyncio.Future[None] = self._loop.create_future()
-        self.enqueued_at = time.monotonic()
-
-    def __aiter__(self) -> LlamaJobStream:
-        return self
-
-    async def __anext__(self) -> BackendEvent:
-        while not self._buffer:
-            self._buffer.extend(await self._queue.get())
-        item = self._buffer.popleft()
-        if item is _END_OF_JOB:
-            self._buffer.appendleft(item)
-            raise StopAsyncIteration
-        return item  # type: ignore[return-value]
-
-    async def started(self) -> None:
-        await self._started
-
-    def mark_started(self, error: Exception | None = None) -> None:
-        """Called from the decode thread: the job got its sequences, or (with `error`) never will."""
-        self._call_in_loop(self._resolve_started, error)
-
-    def _resolve_started(self, error: Exception | None) -> None:
-        if self._started.done():
-            return
-        if error is None:
-            self._started.set_result(None)
-        else:
-            self._started.set_exception(error)
-
-    def stop_choice(self, choice: int) -> None:
-        self.stopped_choices.add(choice)
-        self._scheduler.wake()
-
-    def cancel(self) -> None:
-        if not self.cancelled:
-            self.cancelled = True
-            self._scheduler.wake()
-
-    def __del__(self) -> None:
-        # A stream dropped unread (its request vanished before reading) must not keep generating.
-        self.cancel()
-
-    def deliver(self, events: list[object]) -> None:
-        """Called from the decode thread."""
-        self._call_in_loop(self._queue.put_nowait, events)
-
-    def _call_in_loop(self, function: Callable[[Any], None], argument: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(function, argument)
-        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
-            pass
 
 
 @dataclass
@@ -123,31 +55,13 @@ class _Sequence:
 
 @dataclass
 class _Job:
-    stream: LlamaJobStream
+    stream: ThreadedJobStream
     sequences: list[_Sequence]
     outbox: list[object] = field(default_factory=list)
 
     @property
     def spec(self) -> BackendJob:
         return self.stream.spec
-
-
-class ThroughputMeter:
-    """Tokens per second over a sliding window, for /health and /metrics."""
-
-    def __init__(self, window_seconds: float = 10.0) -> None:
-        self._window = window_seconds
-        self._events: deque[tuple[float, int]] = deque()
-
-    def add(self, count: int) -> None:
-        now = time.monotonic()
-        self._events.append((now, count))
-        while self._events and self._events[0][0] < now - self._window:
-            self._events.popleft()
-
-    def rate(self) -> float:
-        horizon = time.monotonic() - self._window
-        return round(sum(count for stamp, count in list(self._events) if stamp >= horizon) / self._window, 2)
 
 
 def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
@@ -182,14 +96,14 @@ class Scheduler:
 
     # --- called from the event loop ------------------------------------------------------------------------
 
-    def submit(self, spec: BackendJob) -> LlamaJobStream:
+    def submit(self, spec: BackendJob) -> ThreadedJobStream:
         if spec.n > len(self._slots):
             raise InvalidRequest(
                 f"n={spec.n} needs {spec.n} parallel sequences but the server runs {len(self._slots)} "
                 "(start it with a larger --parallel)",
                 param="n",
             )
-        stream = LlamaJobStream(self, spec)
+        stream = ThreadedJobStream(spec, self.wake)
         with self._wake:
             if len(self._waiting) >= self._max_queue:
                 raise Overloaded(
@@ -223,7 +137,7 @@ class Scheduler:
             self._wake.notify()
         self._thread.join()
         for job in self._running + list(self._waiting):
-            job.stream.deliver([_END_OF_JOB])
+            job.stream.deliver([END_OF_JOB])
             for sequence in job.sequences:
                 sequence.sampler.free()
         llama.llama_batch_free(self._batch)
@@ -255,12 +169,12 @@ class Scheduler:
         for job in self._waiting:
             waited = now - job.stream.enqueued_at
             if job.stream.cancelled:
-                job.stream.deliver([_END_OF_JOB])
+                job.stream.deliver([END_OF_JOB])
             elif waited > self._queue_timeout:
                 job.stream.mark_started(
                     Overloaded(f"the server is busy: no free sequence within {self._queue_timeout:g} s")
                 )
-                job.stream.deliver([_END_OF_JOB])
+                job.stream.deliver([END_OF_JOB])
             else:
                 still_waiting.append(job)
         self._waiting = still_waiting
@@ -407,7 +321,7 @@ class Scheduler:
         running = []
         for job in self._running:
             if all(sequence.ended for sequence in job.sequences):
-                job.outbox.append(_END_OF_JOB)
+                job.outbox.append(END_OF_JOB)
                 self._finished.append(job)
             else:
                 running.append(job)

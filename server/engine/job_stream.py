@@ -1,7 +1,7 @@
-"""The asyncio side of a job: the generator thread pushes event lists in, the request handler reads them.
+"""The asyncio side of a job run by a backend's own thread (llama.cpp decode loop, ExLlamaV2 generator loop).
 
-Same contract as the llama.cpp backend's stream (see `server.engine.backend.JobStream`); kept free of exllamav2 and
-torch imports so it is tested without a GPU.
+The thread pushes lists of events in with `deliver`; the request handler iterates them. Implements
+`server.engine.backend.JobStream`; free of backend imports so it is tested without a model or a GPU.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from server.engine.types import BackendEvent, BackendJob
 END_OF_JOB = object()
 
 
-class Exl2JobStream:
+class ThreadedJobStream:
     def __init__(self, spec: BackendJob, wake: Callable[[], None]) -> None:
         self.spec = spec
         self.cancelled = False
@@ -29,7 +29,7 @@ class Exl2JobStream:
         self._buffer: deque[object] = deque()
         self._started: asyncio.Future[None] = self._loop.create_future()
 
-    def __aiter__(self) -> Exl2JobStream:
+    def __aiter__(self) -> ThreadedJobStream:
         return self
 
     async def __anext__(self) -> BackendEvent:
@@ -57,7 +57,7 @@ class Exl2JobStream:
         # A stream dropped unread (its request vanished before reading) must not keep generating.
         self.cancel()
 
-    # --- called from the generator thread -------------------------------------------------------------------
+    # --- called from the backend's thread -------------------------------------------------------------------
 
     def mark_started(self, error: Exception | None = None) -> None:
         """The job got its sequences, or (with `error`) never will."""
