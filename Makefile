@@ -31,7 +31,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/merge_bench.py
 
 soak: $(VENV)/.dev-installed
-	CODEBOOGA_SOAK_SECONDS=120 $(BIN)/python -m pytest tests/engine/test_soak.py -s
+	CODEBOOGA_SOAK_SECONDS=120 $(BIN)/python -m pytest tests/engine/test_soak.py -s -o timeout=900
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
