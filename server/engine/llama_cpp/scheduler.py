@@ -234,12 +234,21 @@ class Scheduler:
             sequence.slot.tokens.append(token)
             count += 1
 
-        for job in self._running:
-            for sequence in job.sequences:
-                if not sequence.ended and sequence.next_token is not None:
-                    sample_points.append((job, sequence, count))
-                    add(sequence.next_token, sequence, True)
-                    sequence.next_token = None
+        # Decode tokens go in KV-stream order: llama.cpp splits a batch whose streams are out of order into
+        # several ubatches (one graph run each), which made 8 streams up to 35% slower.
+        generating = sorted(
+            (
+                (job, sequence)
+                for job in self._running
+                for sequence in job.sequences
+                if not sequence.ended and sequence.next_token is not None
+            ),
+            key=lambda pair: pair[1].slot.seq_id,
+        )
+        for job, sequence in generating:
+            sample_points.append((job, sequence, count))
+            add(sequence.next_token, sequence, True)
+            sequence.next_token = None
         for job in self._running:
             primary = job.sequences[0]
             budget = self._model.n_batch - count
