@@ -79,3 +79,21 @@ class ThreadedJobStream:
             self._loop.call_soon_threadsafe(function, argument)
         except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
             pass
+
+
+def deliver_all(deliveries: list[tuple[ThreadedJobStream, list[object]]]) -> None:
+    """From a backend's thread: hand one step's events to their streams with one wake-up per event loop (not one
+    per stream), which keeps the event loop from competing with the compute threads for CPU."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[ThreadedJobStream, list[object]]]] = {}
+    for stream, events in deliveries:
+        by_loop.setdefault(stream._loop, []).append((stream, events))
+    for loop, batch in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_receive_all, batch)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            pass
+
+
+def _receive_all(batch: list[tuple[ThreadedJobStream, list[object]]]) -> None:
+    for stream, events in batch:
+        stream._queue.put_nowait(events)

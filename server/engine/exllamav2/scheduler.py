@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.engine.errors import InvalidRequest, Overloaded
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream
+from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 from server.engine.metrics import ThroughputMeter
 from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
 
@@ -288,8 +288,10 @@ class Scheduler:
         self._running = running
 
     def _flush_outboxes(self) -> None:
+        deliveries = []
         for job in [*self._running, *self._finished]:
             if job.outbox:
-                job.stream.deliver(job.outbox)
+                deliveries.append((job.stream, job.outbox))
                 job.outbox = []
         self._finished.clear()
+        deliver_all(deliveries)

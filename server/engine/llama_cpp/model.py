@@ -98,6 +98,7 @@ class LlamaCppModel:
             )
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
+        self._end_of_generation: dict[int, bool] = {}
 
     def tokenize(self, text: str, *, add_special: bool) -> list[int]:
         data = text.encode("utf-8")
@@ -130,7 +131,10 @@ class LlamaCppModel:
         return buffer.raw[: max(size, 0)].decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token_id: int) -> bool:
-        return bool(llama.llama_vocab_is_eog(self.vocab, token_id))
+        ending = self._end_of_generation.get(token_id)
+        if ending is None:
+            ending = self._end_of_generation[token_id] = bool(llama.llama_vocab_is_eog(self.vocab, token_id))
+        return ending
 
     @property
     def bos_token_id(self) -> int:

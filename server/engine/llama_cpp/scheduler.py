@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import llama_cpp as llama
 
 from server.engine.errors import InvalidRequest, Overloaded
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream
+from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 from server.engine.llama_cpp.model import LlamaCppModel
 from server.engine.llama_cpp.sampling import SamplerChain, token_logprobs
 from server.engine.metrics import ThroughputMeter
@@ -351,8 +351,10 @@ class Scheduler:
                 self._end(job, sequence, SequenceFailed(sequence.choice, reason))
 
     def _flush_outboxes(self) -> None:
+        deliveries = []
         for job in [*self._running, *self._finished]:
             if job.outbox:
-                job.stream.deliver(job.outbox)
+                deliveries.append((job.stream, job.outbox))
                 job.outbox = []
         self._finished.clear()
+        deliver_all(deliveries)
