@@ -12,12 +12,12 @@ its shard (also for a single shard, so every output has the same layout).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class ShardedWriter:
         self._position = -1
         self._remaining = 0
         self._shard_index = -1
-        self._handle: BinaryIO | None = None
+        self._handle: io.FileIO | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -104,7 +104,7 @@ class ShardedWriter:
         if data.size > self._remaining:
             raise ValueError(f"too many bytes written for tensor {name}")
         assert self._handle is not None
-        self._handle.write(data)
+        _write_all(self._handle, data)
         self._remaining -= data.size
 
     def finish(self) -> None:
@@ -131,8 +131,10 @@ class ShardedWriter:
             self._close_handle()
             self._shard_index = shard_index
             path = self.folder / shard_file_name(shard_index, len(self.shards))
-            self._handle = path.open("wb")
-            self._handle.write(safetensors_header(self.shards[shard_index]))
+            # Unbuffered: Python's BufferedWriter made writing numpy chunks about 5x slower on this VM
+            # (1 GiB in 3.4 s instead of 0.7 s), which alone made the merge I/O-bound.
+            self._handle = path.open("wb", buffering=0)
+            _write_all(self._handle, safetensors_header(self.shards[shard_index]))
         self._remaining = tensor.nbytes
 
     def _close_handle(self) -> None:
@@ -147,3 +149,11 @@ class ShardedWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._close_handle()
+
+
+def _write_all(handle: io.FileIO, data: bytes | np.ndarray) -> None:
+    """Raw file writes may be partial; keep writing until every byte is out."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = handle.write(view)
+        view = view[written:]
