@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server.engine.errors import InvalidRequest, Overloaded
+from server.engine.job_queue import WaitingQueue
 from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 from server.engine.metrics import ThroughputMeter
 from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
@@ -126,12 +124,11 @@ class Scheduler:
         self._make_job = make_job
         self._slots = slots
         self._vocab_size = vocab_size
-        self._max_queue = max_queue
-        self._queue_timeout = queue_timeout
-        self._waiting: deque[_Job] = deque()
+        self._queue: WaitingQueue[_Job] = WaitingQueue(
+            slots, max_queue, queue_timeout, parallel_hint="; more than 1 needs flash-attn"
+        )
         self._running: list[_Job] = []
         self._finished: list[_Job] = []
-        self._wake = threading.Condition()
         self._closing = False
         self.tokens_generated = 0
         self.prompt_tokens = 0
@@ -143,31 +140,13 @@ class Scheduler:
     # --- called from the event loop ------------------------------------------------------------------------
 
     def submit(self, spec: BackendJob) -> ThreadedJobStream:
-        if spec.n > self._slots:
-            raise InvalidRequest(
-                f"n={spec.n} needs {spec.n} parallel sequences but the server runs {self._slots} "
-                "(start it with a larger --parallel; more than 1 needs flash-attn)",
-                param="n",
-            )
-        stream = ThreadedJobStream(spec, self.wake)
-        with self._wake:
-            if len(self._waiting) >= self._max_queue:
-                raise Overloaded(
-                    f"the server is busy: {len(self._waiting)} requests are already waiting (--max-queue)"
-                )
-            self._waiting.append(_Job(stream))
-            self._wake.notify()
-        return stream
-
-    def wake(self) -> None:
-        with self._wake:
-            self._wake.notify()
+        return self._queue.submit(spec, _Job)
 
     def stats(self) -> BackendStats:
         return BackendStats(
             slots_total=self._slots,
             slots_busy=self._busy(),
-            queue_depth=len(self._waiting),
+            queue_depth=len(self._queue),
             extra={
                 "tokens_per_second": self._throughput.rate(),
                 "tokens_generated": self.tokens_generated,
@@ -177,11 +156,11 @@ class Scheduler:
         )
 
     def close(self) -> None:
-        with self._wake:
+        with self._queue.condition:
             self._closing = True
-            self._wake.notify()
+            self._queue.condition.notify()
         self._thread.join()
-        for job in self._running + list(self._waiting):
+        for job in self._running + list(self._queue.jobs):
             job.stream.deliver([END_OF_JOB])
 
     # --- the generator thread ------------------------------------------------------------------------------
@@ -191,9 +170,9 @@ class Scheduler:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._closing and not self._waiting and not self._running:
-                    self._wake.wait()
+            with self._queue.condition:
+                while not self._closing and not self._queue.jobs and not self._running:
+                    self._queue.condition.wait()
                 if self._closing:
                     return
                 self._admit()
@@ -209,23 +188,12 @@ class Scheduler:
             self._flush_outboxes()
 
     def _admit(self) -> None:
-        """Drop cancelled and expired waiters, then start waiting jobs, oldest first, while enough slots are free
-        (caller holds the lock). Strict FIFO: a big-n job at the head is never overtaken and starved."""
-        now = time.monotonic()
-        still_waiting: deque[_Job] = deque()
-        for job in self._waiting:
-            if job.stream.cancelled:
-                job.stream.deliver([END_OF_JOB])
-            elif now - job.stream.enqueued_at > self._queue_timeout:
-                job.stream.mark_started(
-                    Overloaded(f"the server is busy: no free sequence within {self._queue_timeout:g} s")
-                )
-                job.stream.deliver([END_OF_JOB])
-            else:
-                still_waiting.append(job)
-        self._waiting = still_waiting
-        while self._waiting and self._slots - self._busy() >= self._waiting[0].spec.n:
-            job = self._waiting.popleft()
+        """Start waiting jobs, oldest first, while enough slots are free (caller holds the queue's lock).
+        Strict FIFO: a big-n job at the head is never overtaken and starved."""
+        self._queue.prune()
+        waiting = self._queue.jobs
+        while waiting and self._slots - self._busy() >= waiting[0].spec.n:
+            job = waiting.popleft()
             try:
                 for index in range(job.spec.n):
                     handle = self._make_job(job.spec, index, (job, index))

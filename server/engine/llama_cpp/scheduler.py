@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import llama_cpp as llama
 
-from server.engine.errors import InvalidRequest, Overloaded
+from server.engine.job_queue import WaitingQueue
 from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 from server.engine.llama_cpp.model import LlamaCppModel
 from server.engine.llama_cpp.sampling import SamplerChain, token_logprobs
@@ -78,13 +76,10 @@ class Scheduler:
 
     def __init__(self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0) -> None:
         self._model = model
-        self._max_queue = max_queue
-        self._queue_timeout = queue_timeout
         self._slots = [_Slot(seq_id) for seq_id in range(model.n_parallel)]
-        self._waiting: deque[_Job] = deque()
+        self._queue: WaitingQueue[_Job] = WaitingQueue(model.n_parallel, max_queue, queue_timeout)
         self._running: list[_Job] = []
         self._finished: list[_Job] = []
-        self._wake = threading.Condition()
         self._closing = False
         self._batch = llama.llama_batch_init(model.n_batch, 0, 1)
         self.tokens_generated = 0
@@ -97,32 +92,14 @@ class Scheduler:
     # --- called from the event loop ------------------------------------------------------------------------
 
     def submit(self, spec: BackendJob) -> ThreadedJobStream:
-        if spec.n > len(self._slots):
-            raise InvalidRequest(
-                f"n={spec.n} needs {spec.n} parallel sequences but the server runs {len(self._slots)} "
-                "(start it with a larger --parallel)",
-                param="n",
-            )
-        stream = ThreadedJobStream(spec, self.wake)
-        with self._wake:
-            if len(self._waiting) >= self._max_queue:
-                raise Overloaded(
-                    f"the server is busy: {len(self._waiting)} requests are already waiting (--max-queue)"
-                )
-            self._waiting.append(_Job(stream, []))
-            self._wake.notify()
-        return stream
-
-    def wake(self) -> None:
-        with self._wake:
-            self._wake.notify()
+        return self._queue.submit(spec, lambda stream: _Job(stream, []))
 
     def stats(self) -> BackendStats:
         busy = sum(slot.busy for slot in self._slots)
         return BackendStats(
             slots_total=len(self._slots),
             slots_busy=busy,
-            queue_depth=len(self._waiting),
+            queue_depth=len(self._queue),
             extra={
                 "tokens_per_second": self._throughput.rate(),
                 "tokens_generated": self.tokens_generated,
@@ -132,11 +109,11 @@ class Scheduler:
         )
 
     def close(self) -> None:
-        with self._wake:
+        with self._queue.condition:
             self._closing = True
-            self._wake.notify()
+            self._queue.condition.notify()
         self._thread.join()
-        for job in self._running + list(self._waiting):
+        for job in self._running + list(self._queue.jobs):
             job.stream.deliver([END_OF_JOB])
             for sequence in job.sequences:
                 sequence.sampler.free()
@@ -146,9 +123,9 @@ class Scheduler:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._closing and not self._waiting and not self._running:
-                    self._wake.wait()
+            with self._queue.condition:
+                while not self._closing and not self._queue.jobs and not self._running:
+                    self._queue.condition.wait()
                 if self._closing:
                     return
                 self._admit()
@@ -162,28 +139,15 @@ class Scheduler:
             self._flush_outboxes()
 
     def _admit(self) -> None:
-        """Drop cancelled and expired waiters, then start waiting jobs, oldest first, while enough slots are
-        idle (caller holds the lock). Strict FIFO: a big-n job at the head is never overtaken and starved."""
-        now = time.monotonic()
-        still_waiting: deque[_Job] = deque()
-        for job in self._waiting:
-            waited = now - job.stream.enqueued_at
-            if job.stream.cancelled:
-                job.stream.deliver([END_OF_JOB])
-            elif waited > self._queue_timeout:
-                job.stream.mark_started(
-                    Overloaded(f"the server is busy: no free sequence within {self._queue_timeout:g} s")
-                )
-                job.stream.deliver([END_OF_JOB])
-            else:
-                still_waiting.append(job)
-        self._waiting = still_waiting
-        while self._waiting:
-            job = self._waiting[0]
+        """Start waiting jobs, oldest first, while enough slots are idle (caller holds the queue's lock).
+        Strict FIFO: a big-n job at the head is never overtaken and starved."""
+        self._queue.prune()
+        waiting = self._queue.jobs
+        while waiting:
             idle = [slot for slot in self._slots if not slot.busy]
-            if len(idle) < job.spec.n:
+            if len(idle) < waiting[0].spec.n:
                 return
-            self._waiting.popleft()
+            job = waiting.popleft()
             self._start(job, idle)
             self._running.append(job)
             job.stream.mark_started()
