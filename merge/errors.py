@@ -6,6 +6,11 @@ whose message is a single readable line naming the culprit; the CLI turns it int
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class MergeError(Exception):
     """A user-fixable problem; `str(error)` is one line that says what and where."""
@@ -15,3 +20,14 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (capped), for wrapping library errors in a `MergeError`."""
     lines = str(error).strip().splitlines()
     return lines[0][:300] if lines else type(error).__name__
+
+
+def as_user_errors(command: str, action: Callable[[], T], fail: Callable[[str], Exception]) -> T:
+    """Run a CLI handler body; a `MergeError` or an I/O failure (disk full, permissions) becomes `fail(line)`."""
+    try:
+        return action()
+    except MergeError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise fail(f"{command} failed: {where}{error.strerror or error}") from None

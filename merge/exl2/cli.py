@@ -9,17 +9,11 @@ from server.cli import CliError
 
 
 def _quantize_exl2(args: argparse.Namespace) -> int:
-    from merge.errors import MergeError
+    from merge.errors import as_user_errors
     from merge.exl2.convert import Exl2Job, quantize_exl2
 
     job = Exl2Job(args.model_dir, args.output_dir, args.bits, args.head_bits, args.calibration)
-    try:
-        print(quantize_exl2(job))
-    except MergeError as error:
-        raise CliError(str(error)) from None
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise CliError(f"quantize-exl2 failed: {where}{error.strerror or error}") from None
+    print(as_user_errors("quantize-exl2", lambda: quantize_exl2(job), CliError))
     return 0
 
 

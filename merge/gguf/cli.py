@@ -31,15 +31,9 @@ def _require_build_extra(command: str) -> None:
 def _run(command: str, action: Callable[[], None]) -> int:
     """Run a handler body, turning user errors and I/O failures (disk full, permissions) into one-line `CliError`s."""
     _require_build_extra(command)
-    from merge.errors import MergeError
+    from merge.errors import as_user_errors
 
-    try:
-        action()
-    except MergeError as error:
-        raise CliError(str(error)) from None
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise CliError(f"{command} failed: {where}{error.strerror or error}") from None
+    as_user_errors(command, action, CliError)
     return 0
 
 
