@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as llama
+import numpy as np
 
 log = logging.getLogger("codebooga.llama_cpp")
 
@@ -99,6 +100,11 @@ class LlamaCppModel:
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
         self._end_of_generation: dict[int, bool] = {}
+
+    def output_logits(self, n_outputs: int) -> np.ndarray:
+        """The last decode's logits, one row per token that asked for them, in batch order. A view into
+        llama.cpp's buffer: valid until the next decode."""
+        return np.ctypeslib.as_array(llama.llama_get_logits(self.context), shape=(n_outputs, self.n_vocab))
 
     def tokenize(self, text: str, *, add_special: bool) -> list[int]:
         data = text.encode("utf-8")

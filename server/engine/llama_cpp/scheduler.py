@@ -15,11 +15,12 @@ import threading
 from dataclasses import dataclass, field
 
 import llama_cpp as llama
+import numpy as np
 
 from server.engine.job_queue import WaitingQueue
 from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 from server.engine.llama_cpp.model import LlamaCppModel
-from server.engine.llama_cpp.sampling import SamplerChain, token_logprobs
+from server.engine.llama_cpp.sampling import TokenPicker, new_token_picker, token_logprobs
 from server.engine.metrics import ThroughputMeter
 from server.engine.types import (
     BackendEvent,
@@ -44,7 +45,7 @@ class _Slot:
 class _Sequence:
     choice: int
     slot: _Slot
-    sampler: SamplerChain
+    sampler: TokenPicker
     prompt_todo: list[int] = field(default_factory=list)
     next_token: int | None = None
     generated: int = 0
@@ -60,6 +61,16 @@ class _Job:
     @property
     def spec(self) -> BackendJob:
         return self.stream.spec
+
+
+@dataclass
+class _SamplePoint:
+    """A batch token whose logits pick a sequence's next token: its index in the batch and its logits row."""
+
+    job: _Job
+    sequence: _Sequence
+    batch_index: int
+    output_row: int
 
 
 def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
@@ -136,7 +147,8 @@ class Scheduler:
                 for job in self._running:
                     self._fail_job(job, "internal error in the decode loop")
                 self._drop_finished()
-            self._flush_outboxes()
+            if not self._running:
+                self._flush_outboxes()  # otherwise the next step sends them, just before its decode
 
     def _admit(self) -> None:
         """Start waiting jobs, oldest first, while enough slots are idle (caller holds the queue's lock).
@@ -171,10 +183,11 @@ class Scheduler:
         self.prompt_tokens_reused += reused
         others = sorted((slot for slot in idle if slot is not primary), key=lambda slot: len(slot.tokens))
         slots = [primary, *others[: spec.n - 1]]
-        history = prompt[-spec.sampling.penalty_last_n :] if spec.sampling.penalty_last_n > 0 else ()
+        sampling = spec.sampling
+        history = prompt[-sampling.penalty_last_n :] if sampling.has_penalties and sampling.penalty_last_n > 0 else ()
         for choice, slot in enumerate(slots):
             slot.busy = True
-            sampler = SamplerChain(spec.sampling, self._model.n_vocab, seed_offset=choice)
+            sampler = new_token_picker(sampling, self._model.n_vocab, seed_offset=choice)
             for token in history:
                 sampler.accept(token)
             job.sequences.append(_Sequence(choice, slot, sampler))
@@ -186,10 +199,14 @@ class Scheduler:
             return
         batch = self._batch
         count = 0
-        sample_points: list[tuple[_Job, _Sequence, int]] = []
+        outputs = 0
+        sample_points: list[_SamplePoint] = []
 
-        def add(token: int, sequence: _Sequence, wants_logits: bool) -> None:
-            nonlocal count
+        def add(token: int, job: _Job, sequence: _Sequence, wants_logits: bool) -> None:
+            nonlocal count, outputs
+            if wants_logits:
+                sample_points.append(_SamplePoint(job, sequence, count, outputs))
+                outputs += 1
             batch.token[count] = token
             batch.pos[count] = len(sequence.slot.tokens)
             batch.n_seq_id[count] = 1
@@ -210,8 +227,7 @@ class Scheduler:
             key=lambda pair: pair[1].slot.seq_id,
         )
         for job, sequence in generating:
-            sample_points.append((job, sequence, count))
-            add(sequence.next_token, sequence, True)
+            add(sequence.next_token, job, sequence, True)
             sequence.next_token = None
         for job in self._running:
             primary = job.sequences[0]
@@ -219,26 +235,33 @@ class Scheduler:
             if primary.ended or not primary.prompt_todo or budget <= 0:
                 continue
             chunk, primary.prompt_todo = primary.prompt_todo[:budget], primary.prompt_todo[budget:]
+            last = len(chunk) - 1
             for position, token in enumerate(chunk):
-                is_prompt_end = not primary.prompt_todo and position == len(chunk) - 1
-                if is_prompt_end:
-                    sample_points.append((job, primary, count))
-                add(token, primary, is_prompt_end)
+                add(token, job, primary, position == last and not primary.prompt_todo)
             self.prompt_tokens_decoded += len(chunk)
         if count == 0:
+            self._flush_outboxes()
             return
         batch.n_tokens = count
+        # The previous step's tokens go out now, the last thing before the GIL is released for the decode: the
+        # event loop wakes and writes them to the clients while llama.cpp computes, instead of contending for
+        # the GIL with the batch building above.
+        self._flush_outboxes()
         status = llama.llama_decode(self._model.context, batch)
         if status != 0:
-            self._fail_batch(sample_points, status)
+            self._fail_batch(status)
             return
-        for job, sequence, index in sample_points:
+        logits = self._model.output_logits(outputs)
+        generated_before = self.tokens_generated
+        for point in sample_points:
+            job, sequence = point.job, point.sequence
             if sequence.generated == 0 and sequence.choice == 0 and len(job.sequences) > 1:
                 self._fork_prompt(job)
                 for sibling in job.sequences:
-                    self._sample(job, sibling, index)
+                    self._sample(job, sibling, point.batch_index, logits[point.output_row])
             else:
-                self._sample(job, sequence, index)
+                self._sample(job, sequence, point.batch_index, logits[point.output_row])
+        self._throughput.add(self.tokens_generated - generated_before)
         self._drop_finished()
 
     def _fork_prompt(self, job: _Job) -> None:
@@ -251,22 +274,21 @@ class Scheduler:
             llama.llama_memory_seq_cp(self._model.memory, primary.slot.seq_id, sibling.slot.seq_id, -1, -1)
             sibling.slot.tokens = list(primary.slot.tokens)
 
-    def _sample(self, job: _Job, sequence: _Sequence, index: int) -> None:
+    def _sample(self, job: _Job, sequence: _Sequence, batch_index: int, logits: np.ndarray) -> None:
         if sequence.ended:
             return
         model = self._model
-        token = sequence.sampler.sample(model.context, index)
+        token = sequence.sampler.pick(model.context, batch_index, logits)
         if model.is_end_of_generation(token):
             self._end(job, sequence, SequenceFinished(sequence.choice, "eog"))
             return
         sequence.generated += 1
         self.tokens_generated += 1
-        self._throughput.add(1)
         top_logprobs = job.spec.top_logprobs
         if top_logprobs is None:
             job.outbox.append(SampledToken(sequence.choice, token))
         else:
-            logprob, top = token_logprobs(model.context, index, model.n_vocab, token, top_logprobs)
+            logprob, top = token_logprobs(logits, token, top_logprobs)
             job.outbox.append(SampledToken(sequence.choice, token, logprob, top))
         if sequence.generated >= job.spec.max_new_tokens:
             self._end(job, sequence, SequenceFinished(sequence.choice, "length"))
@@ -300,7 +322,7 @@ class Scheduler:
                 running.append(job)
         self._running = running
 
-    def _fail_batch(self, sample_points: list[tuple[_Job, _Sequence, int]], status: int) -> None:
+    def _fail_batch(self, status: int) -> None:
         reason = "no free KV cache slot" if status == 1 else f"llama_decode failed with status {status}"
         log.error("decode failed (%s); failing %d running requests", reason, len(self._running))
         for job in self._running:
