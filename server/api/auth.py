@@ -13,7 +13,7 @@ class ApiKeyCheck:
     def __init__(self, keys: list[str]) -> None:
         self._keys = [key.encode() for key in keys if key]
 
-    def __call__(self, request: Request) -> None:
+    async def __call__(self, request: Request) -> None:
         if not self._keys:
             return
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")

@@ -54,7 +54,7 @@ async def read_body(request: Request, model: type[RequestModel]) -> RequestModel
         raise from_validation_error(error) from error
 
 
-def engine_of(request: Request) -> Engine:
+async def engine_of(request: Request) -> Engine:
     engine: Engine | None = request.app.state.engine
     if engine is None:
         raise APIError(503, "the model is still loading; retry shortly", type="server_error", code="model_loading", headers={"Retry-After": "2"})

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
+import anyio
 from fastapi import Request
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from server.api.errors import APIError, from_engine_error
+from server.api.errors import SHUTTING_DOWN, APIError, from_engine_error
 from server.api.schemas import ErrorResponse
 from server.engine.errors import EngineError
 from server.engine.types import EngineEvent
@@ -20,6 +22,7 @@ log = logging.getLogger("codebooga.api")
 
 T = TypeVar("T")
 _DONE = object()
+_DONE_EVENT = b"data: [DONE]\n\n"
 
 
 async def merge_streams(streams: Sequence[AsyncIterator[EngineEvent]]) -> AsyncIterator[tuple[int, EngineEvent]]:
@@ -71,25 +74,83 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll_seconds
         task.cancel()
 
 
-def sse_response(chunks: AsyncIterator[str], request: Request, ping_seconds: float) -> EventSourceResponse:
+class EventStreamResponse(Response):
+    """A `text/event-stream` ASGI response: one `data:` event per chunk, optional `: ping` comments.
+
+    Every token of every stream passes through here, so a chunk costs one ASGI send and nothing else (no
+    per-send timeout scopes). A second task waits for the client to hang up and cancels the stream at once,
+    even while no token is due (a long prefill), which closes the chunk iterator and so cancels the generation.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncGenerator[bytes, None], ping_seconds: float, farewell: bytes = b"") -> None:
+        """`farewell` is sent, ending the body, when the server stops before the events run out."""
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})  # no body: no content-length
+        self._events = events
+        self._ping_seconds = ping_seconds
+        self._farewell = farewell
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            await self._stream(receive, send)
+        except asyncio.CancelledError:  # the server is stopping and its shutdown grace has run out
+            with anyio.CancelScope(shield=True):
+                await send({"type": "http.response.body", "body": self._farewell, "more_body": False})
+            raise
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream_then_stop() -> None:
+                try:
+                    async for event in self._events:
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._events.aclose()  # cancelled mid-send: still end the generation now
+                group.cancel_scope.cancel()
+
+            async def stop_on_hang_up() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream_then_stop)
+            group.start_soon(stop_on_hang_up)
+            if self._ping_seconds > 0:
+                group.start_soon(self._ping, send)
+
+    async def _ping(self, send: Send) -> None:
+        while True:
+            await anyio.sleep(self._ping_seconds)
+            await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+
+
+def sse_response(chunks: AsyncIterator[str], request: Request, ping_seconds: float) -> EventStreamResponse:
     """Frame JSON chunks as SSE `data:` events ending with `data: [DONE]`; errors mid-stream become an event."""
 
-    async def events() -> AsyncIterator[dict[str, str]]:
+    async def events() -> AsyncGenerator[bytes, None]:
         try:
             async for chunk in chunks:
-                yield {"data": chunk}
+                yield _data_event(chunk)
         except EngineError as error:
-            yield {"data": _error_json(from_engine_error(error))}
+            yield _data_event(_error_json(from_engine_error(error)))
         except APIError as error:
-            yield {"data": _error_json(error)}
-        yield {"data": "[DONE]"}
+            yield _data_event(_error_json(error))
+        yield _DONE_EVENT
         log.debug("request %s: stream complete", request.state.request_id)
 
-    return EventSourceResponse(
-        events(),
-        ping=ping_seconds,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(events(), ping_seconds, farewell=_data_event(_error_json(SHUTTING_DOWN)) + _DONE_EVENT)
+
+
+def _data_event(data: str) -> bytes:
+    return b"data: " + data.encode() + b"\n\n"
+
 
 
 def _error_json(error: APIError) -> str:
