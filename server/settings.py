@@ -28,6 +28,7 @@ class ServeSettings:
     preset: str = "divine-intellect"
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     sse_ping_seconds: float = 0.0
+    shutdown_grace_seconds: float = 5.0
     log_level: str = "info"
 
 

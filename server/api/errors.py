@@ -43,6 +43,11 @@ class APIError(Exception):
         )
 
 
+SHUTTING_DOWN = APIError(
+    503, "the server is shutting down; retry the request", type="server_error", code="server_shutting_down"
+)
+
+
 def from_engine_error(error: EngineError) -> APIError:
     if isinstance(error, Overloaded):
         return APIError(

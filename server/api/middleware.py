@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -10,6 +11,8 @@ import time
 from collections import Counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.api.errors import SHUTTING_DOWN
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("codebooga.access")
@@ -53,6 +56,12 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when the shutdown grace runs out. Streams have said so
+            # already; anything else gets a 503 instead of uvicorn's bare 500, and no traceback is logged.
+            log.warning("request cut short: the server is shutting down")
+            if not status:
+                await SHUTTING_DOWN.response()(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             self.responses[(getattr(route, "path", "unmatched"), status or 499)] += 1
