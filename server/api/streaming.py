@@ -95,12 +95,16 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        cut_by_shutdown = False
         try:
             await self._stream(receive, send)
         except asyncio.CancelledError:  # the server is stopping and its shutdown grace has run out
-            with anyio.CancelScope(shield=True):
-                await send({"type": "http.response.body", "body": self._farewell, "more_body": False})
+            cut_by_shutdown = True
             raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                ending = self._farewell if cut_by_shutdown else b""
+                await send({"type": "http.response.body", "body": ending, "more_body": False})
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
@@ -109,7 +113,6 @@ class EventStreamResponse(Response):
                 try:
                     async for event in self._events:
                         await send({"type": "http.response.body", "body": event, "more_body": True})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self._events.aclose()  # cancelled mid-send: still end the generation now
