@@ -14,13 +14,13 @@ tested on CPU against a generator that follows exllamav2's documented `iterate()
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.engine.job_loop import JobLoop
 from server.engine.job_queue import WaitingQueue
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
+from server.engine.job_stream import ThreadedJobStream
 from server.engine.metrics import ThroughputMeter
 from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
 
@@ -57,6 +57,10 @@ class _Job:
     @property
     def spec(self) -> BackendJob:
         return self.stream.spec
+
+    @property
+    def ended(self) -> bool:
+        return all(choice.ended for choice in self.choices)
 
 
 def token_logprobs(logits: Any, token_id: int, top_n: int, vocab_size: int) -> tuple[float, tuple[tuple[int, float], ...]]:
@@ -107,7 +111,7 @@ def _ids(tensor: Any) -> list[int]:
     return [] if tensor is None else [int(token) for token in tensor.reshape(-1).tolist()]
 
 
-class Scheduler:
+class Scheduler(JobLoop[_Job]):
     """Owns the generator from its own thread; everything else talks to it through `submit`."""
 
     def __init__(
@@ -124,18 +128,14 @@ class Scheduler:
         self._make_job = make_job
         self._slots = slots
         self._vocab_size = vocab_size
-        self._queue: WaitingQueue[_Job] = WaitingQueue(
-            slots, max_queue, queue_timeout, parallel_hint="; more than 1 needs flash-attn"
-        )
-        self._running: list[_Job] = []
-        self._finished: list[_Job] = []
-        self._closing = False
         self.tokens_generated = 0
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
         self._throughput = ThroughputMeter()
-        self._thread = threading.Thread(target=self._run, name="codebooga-exl2", daemon=True)
-        self._thread.start()
+        queue: WaitingQueue[_Job] = WaitingQueue(
+            slots, max_queue, queue_timeout, parallel_hint="; more than 1 needs flash-attn"
+        )
+        super().__init__(queue, thread_name="codebooga-exl2", loop_name="generator loop")
 
     # --- called from the event loop ------------------------------------------------------------------------
 
@@ -155,37 +155,16 @@ class Scheduler:
             },
         )
 
-    def close(self) -> None:
-        with self._queue.condition:
-            self._closing = True
-            self._queue.condition.notify()
-        self._thread.join()
-        for job in self._running + list(self._queue.jobs):
-            job.stream.deliver([END_OF_JOB])
-
     # --- the generator thread ------------------------------------------------------------------------------
 
     def _busy(self) -> int:
         return sum(not choice.ended for job in list(self._running) for choice in job.choices)
 
-    def _run(self) -> None:
-        while True:
-            with self._queue.condition:
-                while not self._closing and not self._queue.jobs and not self._running:
-                    self._queue.condition.wait()
-                if self._closing:
-                    return
-                self._admit()
-            try:
-                self._retire_cancelled()
-                if self._running:
-                    self._handle(self._generator.iterate())
-            except Exception:
-                log.exception("generator step failed; ending the running requests")
-                for job in self._running:
-                    self._fail_job(job, "internal error in the generator")
-            self._drop_finished()
-            self._flush_outboxes()
+    def _step(self) -> None:
+        self._retire_cancelled()
+        self._flush_outboxes()
+        if self._running:
+            self._handle(self._generator.iterate())
 
     def _admit(self) -> None:
         """Start waiting jobs, oldest first, while enough slots are free (caller holds the queue's lock).
@@ -244,22 +223,3 @@ class Scheduler:
                     log.exception("could not cancel a failed generator job")
                 choice.ended = True
                 job.outbox.append(SequenceFailed(choice.index, reason))
-
-    def _drop_finished(self) -> None:
-        running = []
-        for job in self._running:
-            if all(choice.ended for choice in job.choices):
-                job.outbox.append(END_OF_JOB)
-                self._finished.append(job)
-            else:
-                running.append(job)
-        self._running = running
-
-    def _flush_outboxes(self) -> None:
-        deliveries = []
-        for job in [*self._running, *self._finished]:
-            if job.outbox:
-                deliveries.append((job.stream, job.outbox))
-                job.outbox = []
-        self._finished.clear()
-        deliver_all(deliveries)

@@ -1,8 +1,8 @@
 """The decode loop: one thread batches every running sequence into each `llama_decode` call.
 
 Each step carries one decode token for every sequence that is generating plus a chunk of prompt tokens for
-sequences still prefilling (so a long prompt never freezes the streams around it), then samples each sequence
-with its own native sampler chain. Jobs join at the next step and leave when done. Slots keep their tokens
+sequences still prefilling (so a long prompt never freezes the streams around it), then picks each sequence's
+next token (an argmax for plain greedy requests, else its own native sampler chain). Jobs join at the next step and leave when done. Slots keep their tokens
 after a job ends: the next job takes the idle slot sharing the longest prefix with its prompt and decodes only
 the rest, and a longer prefix held by any other slot (a shared system prompt) is copied rather than recomputed.
 A job with n choices prefills its prompt once and copies that KV to its other slots.
@@ -11,14 +11,14 @@ A job with n choices prefills its prompt once and copies that KV to its other sl
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 import llama_cpp as llama
 import numpy as np
 
+from server.engine.job_loop import JobLoop
 from server.engine.job_queue import WaitingQueue
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
+from server.engine.job_stream import ThreadedJobStream
 from server.engine.llama_cpp.model import LlamaCppModel
 from server.engine.llama_cpp.sampling import TokenPicker, new_token_picker, token_logprobs
 from server.engine.metrics import ThroughputMeter
@@ -62,6 +62,10 @@ class _Job:
     def spec(self) -> BackendJob:
         return self.stream.spec
 
+    @property
+    def ended(self) -> bool:
+        return all(sequence.ended for sequence in self.sequences)
+
 
 @dataclass
 class _SamplePoint:
@@ -82,23 +86,19 @@ def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
     return length
 
 
-class Scheduler:
+class Scheduler(JobLoop[_Job]):
     """Owns the llama.cpp context from its own thread; everything else talks to it through `submit`."""
 
     def __init__(self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0) -> None:
         self._model = model
         self._slots = [_Slot(seq_id) for seq_id in range(model.n_parallel)]
-        self._queue: WaitingQueue[_Job] = WaitingQueue(model.n_parallel, max_queue, queue_timeout)
-        self._running: list[_Job] = []
-        self._finished: list[_Job] = []
-        self._closing = False
         self._batch = llama.llama_batch_init(model.n_batch, 0, 1)
         self.tokens_generated = 0
         self.prompt_tokens_decoded = 0
         self.prompt_tokens_reused = 0
         self._throughput = ThroughputMeter()
-        self._thread = threading.Thread(target=self._run, name="codebooga-decode", daemon=True)
-        self._thread.start()
+        queue: WaitingQueue[_Job] = WaitingQueue(model.n_parallel, max_queue, queue_timeout)
+        super().__init__(queue, thread_name="codebooga-decode", loop_name="decode loop")
 
     # --- called from the event loop ------------------------------------------------------------------------
 
@@ -120,35 +120,13 @@ class Scheduler:
         )
 
     def close(self) -> None:
-        with self._queue.condition:
-            self._closing = True
-            self._queue.condition.notify()
-        self._thread.join()
-        for job in self._running + list(self._queue.jobs):
-            job.stream.deliver([END_OF_JOB])
+        super().close()
+        for job in self._running:
             for sequence in job.sequences:
                 sequence.sampler.free()
         llama.llama_batch_free(self._batch)
 
     # --- the decode thread ---------------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            with self._queue.condition:
-                while not self._closing and not self._queue.jobs and not self._running:
-                    self._queue.condition.wait()
-                if self._closing:
-                    return
-                self._admit()
-            try:
-                self._step()
-            except Exception:
-                log.exception("decode step failed; ending the running requests")
-                for job in self._running:
-                    self._fail_job(job, "internal error in the decode loop")
-                self._drop_finished()
-            if not self._running:
-                self._flush_outboxes()  # otherwise the next step sends them, just before its decode
 
     def _admit(self) -> None:
         """Start waiting jobs, oldest first, while enough slots are idle (caller holds the queue's lock).
@@ -262,7 +240,6 @@ class Scheduler:
             else:
                 self._sample(job, sequence, point.batch_index, logits[point.output_row])
         self._throughput.add(self.tokens_generated - generated_before)
-        self._drop_finished()
 
     def _fork_prompt(self, job: _Job) -> None:
         """Share the primary's freshly decoded prompt KV with the job's other choices."""
@@ -302,7 +279,6 @@ class Scheduler:
                     job.stream.cancelled or sequence.choice in job.stream.stopped_choices
                 ):
                     self._end(job, sequence, None)
-        self._drop_finished()
 
     def _end(self, job: _Job, sequence: _Sequence, event: BackendEvent | None) -> None:
         sequence.ended = True
@@ -311,23 +287,11 @@ class Scheduler:
         if event is not None:
             job.outbox.append(event)
 
-    def _drop_finished(self) -> None:
-        """Move jobs whose every choice has ended out of the running set; their streams get the end marker."""
-        running = []
-        for job in self._running:
-            if all(sequence.ended for sequence in job.sequences):
-                job.outbox.append(END_OF_JOB)
-                self._finished.append(job)
-            else:
-                running.append(job)
-        self._running = running
-
     def _fail_batch(self, status: int) -> None:
         reason = "no free KV cache slot" if status == 1 else f"llama_decode failed with status {status}"
         log.error("decode failed (%s); failing %d running requests", reason, len(self._running))
         for job in self._running:
             self._fail_job(job, reason)
-        self._drop_finished()
 
     def _fail_job(self, job: _Job, reason: str) -> None:
         for sequence in job.sequences:
@@ -335,12 +299,3 @@ class Scheduler:
                 llama.llama_memory_seq_rm(self._model.memory, sequence.slot.seq_id, -1, -1)
                 sequence.slot.tokens.clear()
                 self._end(job, sequence, SequenceFailed(sequence.choice, reason))
-
-    def _flush_outboxes(self) -> None:
-        deliveries = []
-        for job in [*self._running, *self._finished]:
-            if job.outbox:
-                deliveries.append((job.stream, job.outbox))
-                job.outbox = []
-        self._finished.clear()
-        deliver_all(deliveries)
