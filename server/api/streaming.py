@@ -148,16 +148,18 @@ def sse_response(chunks: AsyncIterator[str], request: Request, ping_seconds: flo
         yield _DONE_EVENT
         log.debug("request %s: stream complete", request.state.request_id)
 
-    return EventStreamResponse(events(), ping_seconds, farewell=_data_event(_error_json(SHUTTING_DOWN)) + _DONE_EVENT)
+    return EventStreamResponse(events(), ping_seconds, farewell=_SHUTDOWN_FAREWELL)
 
 
 def _data_event(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
 
-
 def _error_json(error: APIError) -> str:
     return ErrorResponse(error=error.detail).model_dump_json()
+
+
+_SHUTDOWN_FAREWELL = _data_event(_error_json(SHUTTING_DOWN)) + _DONE_EVENT
 
 
 def chunk_json(chunk: BaseModel, include_usage: bool) -> str:
