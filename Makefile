@@ -5,18 +5,54 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test bench soak clean
+# llama.cpp, compiled by llama-cpp-python for this CPU, without ggml's AMX kernels: built the default way they
+# crash at the first decode on Intel CPUs with AMX (docs/build.md#llamacpp-on-every-x86-cpu). Every other
+# native instruction set (AVX-512, VNNI, BF16, weight repacking) stays on.
+LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON
+endif
+# pip's wheel cache ignores CMAKE_ARGS, so the build goes into a wheelhouse keyed by everything that shapes it:
+# the version, the flags, this CPU's features (native builds) and the compiler. A wheel built any other way is
+# never picked up.
+LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; grep -m1 -E '^(flags|Features)' /proc/cpuinfo; $${CC:-cc} --version 2>/dev/null | head -n1; } | sha256sum | cut -c1-16)
+WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/wheels/$(LLAMA_BUILD_KEY)
+LLAMA_WHEEL := $(WHEELHOUSE)/.built
+
+.PHONY: serve test bench soak llama-wheel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Stamp files re-run the install whenever pyproject.toml changes.
-$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+$(LLAMA_WHEEL): | $(BIN)/python
+	@echo "Compiling llama.cpp ($(LLAMA_CPP_PYTHON)) for this CPU without AMX kernels: about 8 minutes on 2 cores."
+	@echo "  flags: $(LLAMA_CMAKE_ARGS)"
+	@echo "  wheelhouse: $(WHEELHOUSE)"
+	rm -rf $(WHEELHOUSE).tmp
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
+		-w $(WHEELHOUSE).tmp '$(LLAMA_CPP_PYTHON)'
+	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE) && touch $@
+
+llama-wheel: $(LLAMA_WHEEL)
+
+# The exact wheel from the wheelhouse goes in first, so the project install finds the requirement satisfied and
+# never builds or takes a cached llama-cpp-python of its own. Stamp files re-run the install whenever
+# pyproject.toml or the wheel changes.
+$(VENV)/.llama-installed: $(LLAMA_WHEEL)
+	$(BIN)/pip install --quiet --no-deps --no-cache-dir --force-reinstall $(WHEELHOUSE)/llama_cpp_python-*.whl
+	touch $@
+
+$(VENV)/.serve-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.serve-installed
 
