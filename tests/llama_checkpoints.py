@@ -78,8 +78,7 @@ def _corpus(lines: int = 3000) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def tokenizer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def train_tokenizer(path: Path) -> Path:
     """A BPE SentencePiece model trained with LLaMA's settings (byte fallback, identity normalization, ...)."""
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
@@ -102,9 +101,32 @@ def tokenizer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_threads=1,
         minloglevel=2,
     )
-    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.model"
     path.write_bytes(model.getvalue())
     return path
+
+
+def write_checkpoint(
+    folder: Path, tokenizer: Path, seed: int = 0, dtype: str = "float32", fmt: str = "safetensors", **shape: int
+) -> Path:
+    """A random LLaMA checkpoint folder with the given tokenizer; `shape` overrides MODEL_CONFIG (the GPU benchmark
+    makes a bigger body this way)."""
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(**{**MODEL_CONFIG, **shape})
+    model = transformers.LlamaForCausalLM(config).to(getattr(torch, dtype)).eval()
+    if fmt == "bin":
+        config.dtype = dtype
+        config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    else:
+        model.save_pretrained(folder)
+    (folder / "tokenizer.model").write_bytes(tokenizer.read_bytes())
+    (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer") / "tokenizer.model")
 
 
 CheckpointFactory = Callable[..., Path]
@@ -122,22 +144,8 @@ def make_checkpoint(tmp_path_factory: pytest.TempPathFactory, tokenizer_model: P
     def make(seed: int = 0, dtype: str = "float32", fmt: str = "safetensors") -> Path:
         key = (seed, dtype, fmt)
         if key not in made:
-            made[key] = write(tmp_path_factory.mktemp(f"llama-s{seed}-{dtype}-{fmt}"), *key)
+            made[key] = write_checkpoint(tmp_path_factory.mktemp(f"llama-s{seed}-{dtype}-{fmt}"), tokenizer_model, *key)
         return made[key]
-
-    def write(folder: Path, seed: int, dtype: str, fmt: str) -> Path:
-        torch.manual_seed(seed)
-        config = transformers.LlamaConfig(**MODEL_CONFIG)
-        model = transformers.LlamaForCausalLM(config).to(getattr(torch, dtype)).eval()
-        if fmt == "bin":
-            config.dtype = dtype
-            config.save_pretrained(folder)
-            torch.save(model.state_dict(), folder / "pytorch_model.bin")
-        else:
-            model.save_pretrained(folder)
-        (folder / "tokenizer.model").write_bytes(tokenizer_model.read_bytes())
-        (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
-        return folder
 
     return make
 

@@ -2,8 +2,9 @@
 
 ExLlamaV2 0.3 tokenizes with the Hugging Face `tokenizers` library only and refuses folders without
 `tokenizer.json`. LLaMA-1/2-era checkpoints (CodeBooga's parents among them) have just `tokenizer.model`, so one
-is generated from the SentencePiece model with transformers' SentencePiece converter, which follows the model's
-own normalizer settings and so encodes exactly like `SentencePieceProcessor.encode`. Control and unknown pieces
+is generated from the SentencePiece model itself: its pieces, scores and normalizer settings become a `tokenizers`
+model, normalizer and decoder that encode exactly like `SentencePieceProcessor.encode`. (transformers' own
+converter was used before; its output changed between releases, and 5.17's had no merges at all.) Control and unknown pieces
 become special added tokens (parsed in text, as llama.cpp does) and `added_tokens.json` entries ordinary added
 tokens; the BOS/EOS the tokenizer adds follow `tokenizer_config.json` like transformers does.
 """
@@ -19,7 +20,9 @@ from merge.errors import MergeError, first_line
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_MODEL = "tokenizer.model"
 
-_UNKNOWN, _CONTROL = 2, 3  # SentencePiece piece types
+_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED = 1, 2, 3, 4  # SentencePiece piece types
+_UNIGRAM, _BPE = 1, 2  # SentencePiece model types
+_SPACE = "\u2581"  # how SentencePiece writes a space
 
 
 class TokenizerError(MergeError):
@@ -34,31 +37,30 @@ def needs_tokenizer_json(model_dir: Path) -> bool:
 def write_tokenizer_json(model_dir: Path, target: Path) -> Path:
     """Convert `model_dir/tokenizer.model` (+ `added_tokens.json`, `tokenizer_config.json`) into `target`."""
     try:
-        from tokenizers import AddedToken, processors
-        from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
-
-        proto = import_protobuf().ModelProto()
+        from sentencepiece import sentencepiece_model_pb2
+        from tokenizers import AddedToken, Tokenizer, processors
     except ImportError as error:
         raise TokenizerError(
-            f"writing tokenizer.json needs transformers, sentencepiece and protobuf ({first_line(error)}): "
+            f"writing tokenizer.json needs sentencepiece, protobuf and tokenizers ({first_line(error)}): "
             "pip install 'codebooga[build]'"
         ) from None
     source = model_dir / TOKENIZER_MODEL
+    proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(source.read_bytes())
     except OSError as error:
         raise TokenizerError(f"{source}: {error.strerror or error}") from None
     except Exception as error:  # protobuf's DecodeError has no stable import path across versions
         raise TokenizerError(f"{source}: not a SentencePiece model ({first_line(error)})") from None
-    vocab = {piece.piece: index for index, piece in enumerate(proto.pieces)}
-    tokenizer = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab)
-    if tokenizer is None:
-        raise TokenizerError(f"{source}: unsupported SentencePiece model type")
+    tokenizer = Tokenizer(_model(proto, source))
+    tokenizer.normalizer = _normalizer(proto.normalizer_spec)
+    tokenizer.decoder = _decoder(proto.normalizer_spec)
     tokenizer.add_special_tokens([
         AddedToken(piece.piece, special=True, normalized=False)
         for piece in proto.pieces if piece.type in (_UNKNOWN, _CONTROL)
     ])  # fmt: skip
-    extra = _added_tokens(model_dir, len(proto.pieces))
+    user_defined = [piece.piece for piece in proto.pieces if piece.type == _USER_DEFINED]
+    extra = user_defined + _added_tokens(model_dir, len(proto.pieces))
     if extra:
         tokenizer.add_tokens([AddedToken(piece, special=False, normalized=False) for piece in extra])
     config = _read_json(model_dir / "tokenizer_config.json")
@@ -68,6 +70,64 @@ def write_tokenizer_json(model_dir: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(target))
     return target
+
+
+def _model(proto: Any, source: Path) -> Any:
+    """SentencePiece's BPE or unigram model as the `tokenizers` model that segments the same way."""
+    from tokenizers import models
+
+    spec = proto.trainer_spec
+    unknown = proto.pieces[spec.unk_id].piece if 0 <= spec.unk_id < len(proto.pieces) else None
+    if spec.model_type == _BPE:
+        vocab = {piece.piece: index for index, piece in enumerate(proto.pieces)}
+        return models.BPE(
+            vocab=vocab, merges=bpe_merges(proto), unk_token=unknown, fuse_unk=True, byte_fallback=spec.byte_fallback
+        )
+    if spec.model_type == _UNIGRAM:
+        pieces = [(piece.piece, piece.score) for piece in proto.pieces]
+        return models.Unigram(pieces, unk_id=spec.unk_id if unknown else None, byte_fallback=spec.byte_fallback)
+    raise TokenizerError(f"{source}: unsupported SentencePiece model type {spec.model_type} (BPE and unigram are)")
+
+
+def bpe_merges(proto: Any) -> list[tuple[str, str]]:
+    """The merge list that makes a rank-ordered BPE pick the same merges as SentencePiece's BPE, which at each
+    step joins the adjacent pair whose joined piece scores highest: every split of a normal piece into two pieces
+    is a merge, ranked by the joined piece's score (ties by the parts' ids, as transformers orders them)."""
+    ids = {piece.piece: index for index, piece in enumerate(proto.pieces)}
+    normal = [piece for piece in proto.pieces if piece.type == _NORMAL]
+    ranked = []
+    for piece in normal:
+        text = piece.piece
+        for cut in range(1, len(text)):
+            left, right = text[:cut], text[cut:]
+            if left in ids and right in ids:
+                ranked.append((-piece.score, ids[left], ids[right], left, right))
+    return [(left, right) for *_, left, right in sorted(ranked)]
+
+
+def _normalizer(spec: Any) -> Any:
+    """SentencePiece's normalization: its character map (none for LLaMA's identity rule), optional whitespace
+    squeezing, the dummy-prefix space, and spaces shown as `▁`."""
+    from tokenizers import Regex, normalizers
+
+    steps = []
+    if spec.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(spec.precompiled_charsmap))
+    if spec.remove_extra_whitespaces:
+        steps += [normalizers.Strip(left=True, right=True), normalizers.Replace(Regex(" {2,}"), " ")]
+    if spec.add_dummy_prefix:
+        steps.append(normalizers.Prepend(_SPACE))
+    steps.append(normalizers.Replace(" ", _SPACE))
+    return normalizers.Sequence(steps)
+
+
+def _decoder(spec: Any) -> Any:
+    from tokenizers import decoders
+
+    steps = [decoders.Replace(_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    if spec.add_dummy_prefix:
+        steps.append(decoders.Strip(" ", 1, 0))
+    return decoders.Sequence(steps)
 
 
 def _added_tokens(model_dir: Path, base_size: int) -> list[str]:
