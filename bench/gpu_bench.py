@@ -1,8 +1,9 @@
 """GPU serving benchmark: codebooga's ExLlamaV2 backend (EXL2) and its llama.cpp backend on a CUDA build, one GPU.
 
 No model weights can be downloaded on the GPU machine, so both servers serve the same random LLaMA made on the spot
-with SmolLM2-135M's body shape by default (30 layers, 8 heads of 64, 2 KV heads, MLP 1536) and the test suite's
-608-token SentencePiece vocabulary: EXL2 4.25 bpw (head 6 bits) made with `codebooga quantize-exl2`, and Q4_K_M GGUF
+about SmolLM2-135M's size by default (30 layers, MLP 1536, grouped-query attention with 8 heads of 64 and 2 KV heads;
+hidden 512 rather than 576 so every matrix suits EXL2 and K-quant blocks) and the test suite's 608-token SentencePiece
+vocabulary: EXL2 4.25 bpw (head 6 bits) made with `codebooga quantize-exl2`, and Q4_K_M GGUF
 made with `codebooga convert` + `codebooga quantize`. The quantization times are measured too.
 
 Scenarios (streaming /v1/completions, 128 greedy tokens forced by banning end-of-sequence, rounds alternating
@@ -49,9 +50,12 @@ PROMPTS = [
 ]
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], log: Path) -> float:
+    """Run one codebooga command, its output (progress bars) into `log`; seconds taken."""
     started = time.monotonic()
-    subprocess.run(command, check=True, cwd=REPO)
+    with log.open("w") as output:
+        if subprocess.run(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT).returncode:
+            raise RuntimeError(f"{' '.join(command[2:4])} failed; see {log}")
     return time.monotonic() - started
 
 
@@ -69,11 +73,13 @@ def make_models(work: Path, bits: str, layers: int) -> tuple[Path, Path, dict[st
                          **{**SMOLLM2_BODY, "num_hidden_layers": layers})
         staging.rename(hf)
     if not exl2.exists():
-        times["quantize_exl2_s"] = timed([*CLI, "quantize-exl2", str(hf), str(exl2), "--bits", bits, "--head-bits", "6"])
+        times["quantize_exl2_s"] = timed(
+            [*CLI, "quantize-exl2", str(hf), str(exl2), "--bits", bits, "--head-bits", "6"], work / "quantize-exl2.log"
+        )
     if not gguf.exists():
         f16 = work / "bench-llama.F16.gguf"
-        times["convert_f16_s"] = timed([*CLI, "convert", str(hf), str(f16), "--outtype", "f16"])
-        times["quantize_q4_k_m_s"] = timed([*CLI, "quantize", str(f16), str(gguf), "--type", "Q4_K_M"])
+        times["convert_f16_s"] = timed([*CLI, "convert", str(hf), str(f16), "--outtype", "f16"], work / "convert.log")
+        times["quantize_q4_k_m_s"] = timed([*CLI, "quantize", str(f16), str(gguf), "--type", "Q4_K_M"], work / "quantize.log")
     return exl2, gguf, times
 
 
