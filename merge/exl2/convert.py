@@ -4,8 +4,9 @@ The converter (`python -m exllamav2.conversion.convert_exl2`) parses `sys.argv` 
 runs as a subprocess whose output is passed through as progress. It reports many problems by printing a `## ...`
 line and exiting with status 0, so success is judged from its job file and the compiled folder, not its exit code.
 
-Work folder: `<OUT_DIR>.work` next to the output. It holds the converter's `job_new.json`, measurement and
-quantized tensors; an interrupted run resumes from it when started again with the same input, bits, head bits and
+Work folder: `<OUT_DIR>.work` next to the output. `<work>/job` is the converter's own folder (its `job_new.json`,
+measurement and quantized tensors; the converter empties it when a job starts afresh, so nothing else may live
+there); an interrupted run resumes from it when started again with the same input, bits, head bits and
 calibration file (other settings start it afresh). The model is compiled into `<work>/compiled` and moved to
 OUT_DIR only when complete, so OUT_DIR never holds a half-written model. On success the measurement is kept as
 `OUT_DIR/measurement.json` (reusable for other bitrates) and the work folder is deleted.
@@ -58,6 +59,11 @@ class Exl2Job:
         return self.work_dir / "input" if needs_tokenizer_json(self.model_dir) else self.model_dir
 
     @property
+    def converter_dir(self) -> Path:
+        """The converter's own folder (`-o`): it empties it when a job starts afresh, so nothing else lives there."""
+        return self.work_dir / "job"
+
+    @property
     def compiled_dir(self) -> Path:
         return self.work_dir / "compiled"
 
@@ -96,7 +102,7 @@ def converter_command(job: Exl2Job, *, fresh: bool, python: str = sys.executable
     command = [
         python, "-m", CONVERTER_MODULE,
         "-i", str(job.input_dir),
-        "-o", str(job.work_dir),
+        "-o", str(job.converter_dir),
         "-cf", str(job.compiled_dir),
         "-b", f"{job.bits:g}",
         "-hb", str(job.head_bits),
@@ -110,7 +116,7 @@ def converter_command(job: Exl2Job, *, fresh: bool, python: str = sys.executable
 
 def can_resume(job: Exl2Job) -> bool:
     """Whether the work folder holds an unfinished converter job with exactly these settings."""
-    state = _read_job_file(job.work_dir / JOB_FILE)
+    state = _read_job_file(job.converter_dir / JOB_FILE)
     expected = {
         "in_dir": str(job.input_dir),
         "compile_full": str(job.compiled_dir),
@@ -146,10 +152,10 @@ def quantize_exl2(job: Exl2Job, *, python: str = sys.executable, output: BinaryI
     fresh = not can_resume(job)
     if fresh and job.compiled_dir.exists():
         shutil.rmtree(job.compiled_dir)
-    job.work_dir.mkdir(parents=True, exist_ok=True)
+    job.converter_dir.mkdir(parents=True, exist_ok=True)
     prepare_input(job)
     last_error = run_passing_output(converter_command(job, fresh=fresh, python=python), output)
-    state = _read_job_file(job.work_dir / JOB_FILE)
+    state = _read_job_file(job.converter_dir / JOB_FILE)
     if state.get("progress") != "finished" or not _is_compiled(job.compiled_dir):
         reason = f": {last_error}" if last_error else ""
         raise Exl2Error(f"EXL2 conversion did not finish{reason} (work folder {job.work_dir}; run again to resume)")
@@ -174,10 +180,13 @@ def run_passing_output(command: list[str], output: BinaryIO | None) -> str:
         process.terminate()
         process.wait()
         raise
-    errors = [line.strip() for line in tail.decode("utf-8", "replace").splitlines() if line.strip().startswith("##")]
-    if process.returncode != 0 and not errors:
-        return f"converter exited with status {process.returncode}"
-    return errors[-1].lstrip("# ").strip() if errors else ""
+    lines = [line.strip() for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("##")]
+    if errors:
+        return errors[-1].lstrip("# ").strip()
+    if process.returncode != 0:  # a traceback: its last line names the exception
+        return f"converter exited with status {process.returncode}" + (f" ({lines[-1]})" if lines else "")
+    return ""
 
 
 def _is_compiled(folder: Path) -> bool:
@@ -194,7 +203,7 @@ def _is_compiled(folder: Path) -> bool:
 
 def _publish(job: Exl2Job) -> Path:
     """Move the compiled model to OUT_DIR (plus measurement.json), then drop the work folder."""
-    measurement = job.work_dir / "measurement.json"
+    measurement = job.converter_dir / "measurement.json"
     if measurement.is_file():
         shutil.copy2(measurement, job.compiled_dir / "measurement.json")
     if job.output_dir.exists():

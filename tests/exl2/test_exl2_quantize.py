@@ -32,7 +32,7 @@ def test_the_converter_command_line(hf_dir: Path) -> None:
     assert job.work_dir == work
     assert converter_command(job, fresh=False, python="python3") == [
         "python3", "-m", "exllamav2.conversion.convert_exl2",
-        "-i", str(work / "input"), "-o", str(work), "-cf", str(work / "compiled"), "-b", "4.25", "-hb", "6",
+        "-i", str(work / "input"), "-o", str(work / "job"), "-cf", str(work / "compiled"), "-b", "4.25", "-hb", "6",
     ]  # fmt: skip
 
 
@@ -105,13 +105,13 @@ def test_the_converter_reads_a_linked_copy_with_a_generated_tokenizer_json(hf_di
 def test_resume_only_with_the_same_settings(hf_dir: Path) -> None:
     job = job_for(hf_dir)
     assert not can_resume(job)
-    job.work_dir.mkdir()
+    job.converter_dir.mkdir(parents=True)
     state = {"in_dir": str(job.input_dir), "compile_full": str(job.compiled_dir), "bits": 4.25, "head_bits": 6,
              "cal_dataset": None, "progress": "measure_quant"}  # fmt: skip
-    (job.work_dir / "job_new.json").write_text(json.dumps(state))
+    (job.converter_dir / "job_new.json").write_text(json.dumps(state))
     assert can_resume(job)
     assert not can_resume(job_for(hf_dir, bits=5.0))
-    (job.work_dir / "job_new.json").write_text(json.dumps({**state, "progress": "finished"}))
+    (job.converter_dir / "job_new.json").write_text(json.dumps({**state, "progress": "finished"}))
     assert not can_resume(job)
 
 
@@ -123,6 +123,19 @@ def test_converter_output_is_passed_through_and_its_error_line_kept() -> None:
     assert run_passing_output([sys.executable, "-c", "raise SystemExit(3)"], io.BytesIO()) == (
         "converter exited with status 3"
     )
+    crash = "assert False, \"Can't find /some/input\""
+    assert run_passing_output([sys.executable, "-c", crash], io.BytesIO()) == (
+        "converter exited with status 1 (AssertionError: Can't find /some/input)"
+    )
+
+
+def test_the_converter_folder_holds_nothing_it_could_wipe(hf_dir: Path) -> None:
+    """The converter empties its `-o` folder when a job starts afresh: the linked input and the compiled model
+    live beside it (on the first GPU run the input was inside and got deleted)."""
+    job = job_for(hf_dir)
+    assert job.input_dir != job.model_dir
+    for kept in (job.input_dir, job.compiled_dir):
+        assert not kept.is_relative_to(job.converter_dir) and kept.parent == job.work_dir
 
 
 @pytest.mark.skipif(gpu_skip_reason() is None, reason="this machine can run EXL2")
