@@ -11,8 +11,9 @@ calibration file (other settings start it afresh). The model is compiled into `<
 OUT_DIR only when complete, so OUT_DIR never holds a half-written model. On success the measurement is kept as
 `OUT_DIR/measurement.json` (reusable for other bitrates) and the work folder is deleted.
 
-SentencePiece-only checkpoints get a `tokenizer.json` (ExLlamaV2 needs one) without touching the input folder:
-the converter reads `<work>/input`, links to the input's files plus the generated tokenizer.json.
+SentencePiece-only checkpoints get a `tokenizer.json` (ExLlamaV2 needs one), and configs written by transformers 5
+get their RoPE settings at the top level (exllamav2 reads them nowhere else), without touching the input folder:
+the converter then reads `<work>/input`, links to the input's files plus the generated or rewritten ones.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from merge.errors import MergeError
+from merge.exl2.legacy_config import exllamav2_rope_keys
 from merge.exl2.tokenizer_json import TOKENIZER_JSON, TOKENIZER_MODEL, needs_tokenizer_json, write_tokenizer_json
 
 CONVERTER_MODULE = "exllamav2.conversion.convert_exl2"
 MIN_BITS, MAX_BITS = 2.0, 8.0
 HEAD_BITS = (2, 3, 4, 5, 6, 8)  # exllamav2's qparams_headoptions
 JOB_FILE = "job_new.json"
+CONFIG_JSON = "config.json"
 
 
 class Exl2Error(MergeError):
@@ -55,8 +58,9 @@ class Exl2Job:
 
     @property
     def input_dir(self) -> Path:
-        """What the converter reads: the model folder, or a linked copy of it with a generated tokenizer.json."""
-        return self.work_dir / "input" if needs_tokenizer_json(self.model_dir) else self.model_dir
+        """What the converter reads: the model folder, or a linked copy of it with what exllamav2 lacks added (a
+        generated tokenizer.json, top-level RoPE keys in config.json)."""
+        return self.work_dir / "input" if needs_staging(self.model_dir) else self.model_dir
 
     @property
     def converter_dir(self) -> Path:
@@ -127,18 +131,40 @@ def can_resume(job: Exl2Job) -> bool:
     return bool(state) and state.get("progress") != "finished" and all(state.get(k) == v for k, v in expected.items())
 
 
+def needs_staging(model_dir: Path) -> bool:
+    """Whether exllamav2 needs a linked copy of the folder with a tokenizer.json or RoPE keys added."""
+    return needs_tokenizer_json(model_dir) or bool(exllamav2_rope_keys(_read_config(model_dir)))
+
+
 def prepare_input(job: Exl2Job) -> None:
-    """For SentencePiece-only models: `<work>/input` = links to the model's files + a generated tokenizer.json."""
+    """`<work>/input` = links to the model's files, plus a generated tokenizer.json for SentencePiece-only models
+    and a config.json with top-level RoPE keys for configs written by transformers 5. The input is not touched."""
     if job.input_dir == job.model_dir:
         return
     staged = job.input_dir
     staged.mkdir(parents=True, exist_ok=True)
+    config = _read_config(job.model_dir)
+    rope_keys = exllamav2_rope_keys(config)
     for source in sorted(job.model_dir.iterdir()):
         link = staged / source.name
-        if source.is_file() and not link.exists():
+        if source.is_file() and not link.exists() and not (rope_keys and source.name == CONFIG_JSON):
             link.symlink_to(source.resolve())
-    if not (staged / TOKENIZER_JSON).is_file():
+    if rope_keys:
+        (staged / CONFIG_JSON).write_text(json.dumps({**config, **rope_keys}, indent=2), encoding="utf-8")
+    if not (staged / TOKENIZER_JSON).is_file() and needs_tokenizer_json(job.model_dir):
         write_tokenizer_json(job.model_dir, staged / TOKENIZER_JSON)
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((model_dir / CONFIG_JSON).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise Exl2Error(f"{model_dir / CONFIG_JSON}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise Exl2Error(f"{model_dir / CONFIG_JSON}: not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise Exl2Error(f"{model_dir / CONFIG_JSON}: not a JSON object")
+    return config
 
 
 def quantize_exl2(job: Exl2Job, *, python: str = sys.executable, output: BinaryIO | None = None) -> Path:

@@ -39,9 +39,12 @@ def test_the_converter_command_line(hf_dir: Path) -> None:
 def test_calibration_head_bits_and_fresh_start(hf_dir: Path) -> None:
     calibration = hf_dir / "cal.parquet"
     (hf_dir / "tokenizer.json").write_text("{}")
+    config = json.loads((hf_dir / "config.json").read_text())
+    (hf_dir / "config.json").write_text(json.dumps({**config, "rope_theta": 1e6, "rope_parameters": None}))
     job = job_for(hf_dir, bits=6.0, head_bits=8, calibration=calibration)
     command = converter_command(job, fresh=True, python="py")
-    assert command[command.index("-i") + 1] == str(hf_dir)  # has tokenizer.json: read the folder itself
+    # tokenizer.json and top-level RoPE: nothing to add, the converter reads the folder itself
+    assert command[command.index("-i") + 1] == str(hf_dir)
     assert command[-7:] == ["-b", "6", "-hb", "8", "-c", str(calibration), "-nr"]
 
 

@@ -5,11 +5,13 @@ Imports exllamav2 and torch; only the loader imports this module, after `availab
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from merge.exl2.legacy_config import exllamav2_rope_keys
 from server.engine.exllamav2.availability import has_paged_attention
 from server.engine.types import BackendJob
 
@@ -28,6 +30,22 @@ class Exl2Options:
     cache_type: str = "fp16"
     gpu_split: tuple[float, ...] | None = None  # GB of weights per GPU; None = autosplit
     parallel: int = 4
+
+
+def apply_rope_parameters(config: Any, folder: Path) -> None:
+    """RoPE settings that transformers 5 wrote under `rope_parameters`, where exllamav2 does not look (it would
+    silently use a base of 10000): the base, and a linear scaling factor; other scaling types are refused."""
+    rope = exllamav2_rope_keys(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    if "rope_theta" in rope:
+        config.rotary_embedding_base = float(rope["rope_theta"])
+    scaling = rope.get("rope_scaling")
+    if scaling is not None:
+        if scaling.get("rope_type") != "linear":
+            raise Exl2LoadError(
+                f"{folder}/config.json: RoPE scaling {scaling.get('rope_type')!r} is only under rope_parameters, "
+                "where exllamav2 does not read it; copy it to a top-level rope_scaling entry"
+            )
+        config.scale_pos_emb = float(scaling["factor"])
 
 
 def cache_tokens(max_seq_len: int, slots: int) -> int:
@@ -59,6 +77,7 @@ class Exl2Model:
         try:
             config = ExLlamaV2Config(str(folder))
             config.arch_compat_overrides()
+            apply_rope_parameters(config, folder)
             if options.max_seq_len:
                 config.max_seq_len = options.max_seq_len
             self.max_seq_len = config.max_seq_len
@@ -75,6 +94,8 @@ class Exl2Model:
             self.generator = ExLlamaV2DynamicGenerator(
                 model=self.model, cache=self.cache, tokenizer=self.tokenizer, max_batch_size=self.slots, paged=paged
             )
+        except Exl2LoadError:
+            raise
         except Exception as error:  # exllamav2 reports bad folders and OOM with assorted exception types
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise Exl2LoadError(f"exllamav2 could not load {folder}: {message.lstrip(' #')}") from error
