@@ -171,8 +171,9 @@ def test_greedy_tokens_match_the_gguf_on_llama_cpp(exl2_8: Path, hf_model: Path,
         with running_server("--model", str(model), "--ctx-size", "512", "--parallel", "1", timeout=900) as running:
             client = openai.OpenAI(base_url=running.api_url, api_key="unused")
             answers[name] = [
-                client.completions.create(model="any", prompt=prompt, max_tokens=4, temperature=0, logprobs=1)
-                .choices[0].logprobs.tokens
+                client.completions.create(  # the greedy preset: no repetition penalty, a plain argmax on both
+                    model="any", prompt=prompt, max_tokens=4, temperature=0, logprobs=1, extra_body={"preset": "greedy"}
+                ).choices[0].logprobs.tokens
                 for prompt in PROMPTS
             ]
     assert answers["exl2"] == answers["gguf"]
