@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from server.cli import CliError
-from server.resources import embedded_model_path
-from server.settings import EXL2_CACHE_TYPES, ServeSettings, api_keys_from_environment
+from codebooga.merge.shared.cli_error import CliError
+from codebooga.server.embedded_model import embedded_model_path
+from codebooga.server.settings import EXL2_CACHE_TYPES, ServeSettings, api_keys_from_environment
 
 log = logging.getLogger("codebooga.server")
 
@@ -122,27 +122,27 @@ def _check_model(model: Path) -> None:
         return
     if not model.exists():
         raise CliError(f"--model {model}: no such file")
-    from server.engine.exllamav2.availability import missing_requirement
-    from server.engine.model_format import ModelFormatError, detect_format
+    from codebooga.merge.shared.exl2_support import missing_exl2_requirement
+    from codebooga.merge.shared.model_format import ModelFormatError, detect_format
 
     try:
         detect_format(model)
     except ModelFormatError as error:
         raise CliError(str(error)) from None
-    problem = missing_requirement()
-    if problem is not None:
-        raise CliError(f"--model {model}: {problem}")
+    missing = missing_exl2_requirement()
+    if missing is not None:
+        raise CliError(f"--model {model}: EXL2 models need {missing}")
 
 
 def check_choices(settings: ServeSettings) -> None:
     """Fail fast, before the slow model load, on a preset or template file that can't work."""
-    from server.engine.chat_template import TemplateError, choose_template
-    from server.engine.errors import InvalidRequest
-    from server.engine.presets import PresetBook, PresetError
-    from server.resources import PRESETS_DIR
+    from codebooga.presets import preset_folder
+    from codebooga.server.engine.chat_template import TemplateError, choose_template
+    from codebooga.server.engine.errors import InvalidRequest
+    from codebooga.server.engine.presets import PresetBook, PresetError
 
     try:
-        PresetBook.load(PRESETS_DIR).get(settings.preset)
+        PresetBook.load(preset_folder()).get(settings.preset)
     except PresetError as error:
         raise CliError(str(error)) from error
     except InvalidRequest as error:
@@ -155,7 +155,7 @@ def check_choices(settings: ServeSettings) -> None:
 
 
 def configure_logging(level: str) -> None:
-    from server.api.middleware import RequestIdFilter
+    from codebooga.server.api.middleware import RequestIdFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `codebooga merge` and friends never pay for the web stack.
     import uvicorn
 
-    from server.api.app import create_app
-    from server.engine.loader import load_engine
+    from codebooga.server.api.app import create_app
+    from codebooga.server.engine.loader import load_engine
 
     assert settings.model is not None
     model_path = settings.model

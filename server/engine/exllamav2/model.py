@@ -1,17 +1,18 @@
 """Loading an EXL2 folder into exllamav2: config, weights (auto or manual GPU split), KV cache, dynamic generator.
 
-Imports exllamav2 and torch; only the loader imports this module, after `availability.missing_requirement()`.
+Imports exllamav2 and torch; only the loader imports this module, after `missing_exl2_requirement()` said
+they can work.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.engine.exllamav2.availability import has_paged_attention
-from server.engine.types import BackendJob
+from codebooga.server.engine.types import BackendJob
 
 log = logging.getLogger("codebooga.exllamav2")
 
@@ -28,6 +29,15 @@ class Exl2Options:
     cache_type: str = "fp16"
     gpu_split: tuple[float, ...] | None = None  # GB of weights per GPU; None = autosplit
     parallel: int = 4
+
+
+def has_paged_attention() -> bool:
+    """exllamav2 batches several jobs only in paged mode, which needs flash-attn >= 2.5.7."""
+    if importlib.util.find_spec("flash_attn") is None:
+        return False
+    from exllamav2.attn import has_flash_attn_with_paged
+
+    return bool(has_flash_attn_with_paged)
 
 
 def cache_tokens(max_seq_len: int, slots: int) -> int:
@@ -86,7 +96,7 @@ class Exl2Model:
         import torch
         from exllamav2.generator import ExLlamaV2DynamicJob
 
-        from server.engine.exllamav2.sampling import job_seed, make_settings
+        from codebooga.server.engine.exllamav2.sampling import job_seed, make_settings
 
         return ExLlamaV2DynamicJob(
             input_ids=torch.tensor([spec.prompt_tokens], dtype=torch.long),
