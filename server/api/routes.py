@@ -62,7 +62,7 @@ async def engine_of(request: Request) -> Engine:
 
 
 def _ping_seconds(request: Request) -> float:
-    return request.app.state.settings.sse_ping_seconds
+    return request.app.state.settings.sse_ping
 
 
 @health_router.get("/health")

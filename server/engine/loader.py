@@ -43,7 +43,7 @@ def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
         ),
         model_id=settings.model_id or model_path.name.removesuffix(".gguf"),
         max_queue=settings.max_queue,
-        queue_timeout=settings.queue_timeout_seconds,
+        queue_timeout=settings.queue_timeout,
     )
 
 
@@ -62,5 +62,5 @@ def _exl2_backend(model_folder: Path, settings: ServeSettings) -> Backend:
         ),
         model_id=settings.model_id or model_folder.name,
         max_queue=settings.max_queue,
-        queue_timeout=settings.queue_timeout_seconds,
+        queue_timeout=settings.queue_timeout,
     )

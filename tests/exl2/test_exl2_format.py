@@ -70,7 +70,7 @@ def test_serve_refuses_an_unquantized_folder_in_one_line(run_cli, llama_dir: Pat
     assert code == 2 and len(err.strip().splitlines()) == 1 and "convert it first" in err
 
 
-@pytest.mark.parametrize(("value", "words"), [("0,24", "positive"), ("big", "expected auto or GB per GPU")])
+@pytest.mark.parametrize(("value", "words"), [("0,24", "positive"), ("big", "must be auto or GB per GPU")])
 def test_serve_checks_the_gpu_split(run_cli, value: str, words: str) -> None:
     code, _, err = run_cli("serve", "--gpu-split", value)
     assert code == 2 and words in err
