@@ -12,9 +12,13 @@ COPY merge ./merge
 COPY prompts ./prompts
 COPY presets ./presets
 # A non-editable install: the venv holds all of codebooga (package `codebooga`), so the sources stay behind.
+# llama.cpp is compiled as `make` compiles it: native, without ggml's AMX kernels, which crash at the first
+# decode on Intel CPUs with AMX (docs/build.md#llamacpp-on-every-x86-cpu).
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/venv/bin/pip install --no-cache-dir .
+    && no_amx="$(if [ "$(uname -m)" = x86_64 ]; then echo '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'; fi)" \
+    && CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
+       CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
 RUN apt-get update \
