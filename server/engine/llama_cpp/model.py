@@ -76,6 +76,9 @@ class LlamaCppModel:
     def __init__(self, path: Path, options: ContextOptions) -> None:
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        # Again at every load: llama.cpp keeps one log callback per process, and another user of it in this
+        # process (the quantizer of `codebooga build`) may have installed its own since the import.
+        llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
         buffer_types = choose_extra_buffer_types(system_info())
