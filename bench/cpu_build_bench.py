@@ -13,15 +13,12 @@ import argparse
 import ctypes
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import llama_cpp as llama
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from server.resources import embedded_model_path  # noqa: E402
+from codebooga.server.resources import embedded_model_path
 
 PROMPT_TOKENS = 512
 DECODE_TOKENS = 128

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from server_process import RunningServer, running_server  # noqa: E402
 
-CLI = [sys.executable, "-m", "server"]
+CLI = [sys.executable, "-m", "codebooga.server"]
 ANSWER_TOKENS = 128
 STREAMS = 8
 SMOLLM2_BODY = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=8,

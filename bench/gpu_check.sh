@@ -19,7 +19,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     2>&1 | tail -3
 tar -C /tmp/site -xzf .gpu/llama_cpp.tar.gz
 gunzip -c .gpu/exllamav2_ext.so.gz > /tmp/site/exllamav2_ext.so || step "no prebuilt exllamav2 extension: it will JIT-compile"
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
+# codebooga from this checkout, under its one import name, as an editable install would give it
+mkdir -p /tmp/site/codebooga
+for part in server merge prompts presets; do ln -sfn "$PWD/$part" "/tmp/site/codebooga/$part"; done
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
 CUDA_LIBS=$(python3 -c 'import nvidia, os; print(":".join(os.path.join(p, "cu13", "lib") for p in nvidia.__path__))')
 export LD_LIBRARY_PATH=$CUDA_LIBS:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 

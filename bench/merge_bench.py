@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from codebooga.merge.dtypes import narrow_from_float32
+from codebooga.merge.writer import OutputTensor, ShardedWriter
 
-from merge.dtypes import narrow_from_float32  # noqa: E402
-from merge.writer import OutputTensor, ShardedWriter  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HIDDEN, INTERMEDIATE, LAYERS, HEADS = 2048, 5632, 8, 16
 GOAL_RATIO, GOAL_RSS_MIB = 2.0, 600
@@ -122,7 +121,7 @@ def rss_anon_kib(pid: int) -> int:
 def timed_merge(recipe: Path) -> tuple[float, int, float]:
     """Run the CLI merge in a subprocess; returns (wall seconds, peak RssAnon in KiB, CPU seconds)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "server", "merge", str(recipe)], cwd=REPO)
+    process = subprocess.Popen([sys.executable, "-m", "codebooga.server", "merge", str(recipe)], cwd=REPO)
     peak = 0
 
     def sample() -> None:

@@ -31,10 +31,9 @@ from typing import Iterator
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from codebooga.server.embedded_model import embedded_model_path
 
-from server.resources import embedded_model_path  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 ANSWER_TOKENS = 96
 EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
@@ -206,7 +205,7 @@ def main() -> None:
     model, threads, ctx = str(args.model), str(args.threads), 4096
     servers = {
         "codebooga": (
-            [sys.executable, "-m", "server", "serve", "--model", model, "--threads", threads, "--parallel", "8",
+            [sys.executable, "-m", "codebooga.server", "serve", "--model", model, "--threads", threads, "--parallel", "8",
              "--ctx-size", str(ctx), "--log-level", "warning"],
             "/health",
         ),

@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from merge.exl2.convert import HEAD_BITS, MAX_BITS, MIN_BITS, Exl2Error, Exl2Job, quantize_exl2
-from merge.gguf.convert import DEFAULT_CHAT_TEMPLATE, convert, read_chat_template
-from merge.gguf.formats import OutType, canonical_type
-from merge.gguf.manifest import Manifest, file_record, folder_records, sha256_file, sha256_json
-from merge.gguf.quantize import quantize
-from merge.hub import resolve_model
-from merge.pipeline import execute_merge, prepare_merge
-from merge.recipe import Recipe, load_recipe
+from codebooga.merge.exl2.convert import HEAD_BITS, MAX_BITS, MIN_BITS, Exl2Error, Exl2Job, quantize_exl2
+from codebooga.merge.gguf.convert import convert
+from codebooga.merge.gguf.formats import OutType, canonical_type
+from codebooga.merge.gguf.manifest import Manifest, file_record, folder_records, sha256_file, sha256_json
+from codebooga.merge.gguf.quantize import quantize
+from codebooga.merge.hub import resolve_model
+from codebooga.merge.pipeline import execute_merge, prepare_merge
+from codebooga.merge.recipe import Recipe, load_recipe
+from codebooga.merge.shared.exl2_support import missing_exl2_requirement
+from codebooga.prompts import alpaca_template
 
 MERGE_DTYPE = "float16"
 # The pinned exllamav2 release (pyproject's exl2 extra): part of the EXL2 step's key.
@@ -113,7 +115,7 @@ def build(
 
     _merge_step(recipe_path, recipe, merged, manifest, steps, progress)
     f16 = gguf_file(folder, merged.name, "F16")
-    template = read_chat_template(DEFAULT_CHAT_TEMPLATE)
+    template = alpaca_template()
     convert_key = sha256_json({
         "merged": manifest.step("merge")["files"], "outtype": OutType.F16.value,
         "template": sha256_json(template), "converter": CONVERTER_VERSION,
@@ -230,11 +232,9 @@ def _check_exl2_step(job: Exl2Job, manifest: Manifest) -> None:
         raise Exl2Error(f"--exl2-calibration {job.calibration}: no such file")
     if manifest.is_done(_exl2_step_name(job), _exl2_key(job, manifest)):
         return
-    from server.engine.exllamav2.availability import missing_requirement
-
-    problem = missing_requirement()
-    if problem is not None:
-        raise Exl2Error(f"--exl2: {problem.replace('EXL2 models need', 'EXL2 quantization needs')}")
+    missing = missing_exl2_requirement()
+    if missing is not None:
+        raise Exl2Error(f"--exl2: EXL2 quantization needs {missing}")
 
 
 def _exl2_step(job: Exl2Job, manifest: Manifest, steps: _Steps, progress: bool) -> None:

@@ -20,14 +20,12 @@ Public API::
 
 A folder is recognised by, in order of preference: `model.safetensors.index.json`, `model.safetensors`, other
 `*.safetensors` files, `pytorch_model.bin.index.json`, `pytorch_model.bin`, other `*.bin` files. Every problem
-(missing folder or files, a malformed header, an unreadable `.bin`) raises `CheckpointError` with one line that
-names the file.
+raises a `MergeError` with one line that names the file: `CheckpointError` for missing folders or files and
+unreadable `.bin` shards, `UnreadableFileError` (from the shared readers) for bad JSON or safetensors headers.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from merge.dtypes import NAMES_BY_CODE, STORAGE, widen_to_float32
-from merge.errors import MergeError, first_line
+from codebooga.merge.dtypes import NAMES_BY_CODE, STORAGE, widen_to_float32
+from codebooga.merge.errors import MergeError, first_line
+from codebooga.merge.shared.files import read_json_object, read_safetensors_header
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
 PYTORCH_INDEX = "pytorch_model.bin.index.json"
 PYTORCH_SINGLE = "pytorch_model.bin"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
 class CheckpointError(MergeError):
@@ -105,9 +103,9 @@ class Checkpoint:
 
     @property
     def config(self) -> dict[str, Any]:
-        """config.json as a dict; raises `CheckpointError` if it is missing or not valid JSON."""
+        """config.json as a dict; raises `UnreadableFileError` if it is missing or not valid JSON."""
         if self._config is None:
-            self._config = read_json(self.folder / "config.json")
+            self._config = read_json_object(self.folder / "config.json")
         return self._config
 
     def read_raw(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
@@ -172,7 +170,7 @@ def find_weight_files(folder: Path) -> tuple[str, list[Path]]:
     ):
         index = folder / index_name
         if index.is_file():
-            weight_map = read_json(index).get("weight_map")
+            weight_map = read_json_object(index).get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
                 raise CheckpointError(f"{index} has no weight_map")
             files = [folder / name for name in dict.fromkeys(weight_map.values())]
@@ -186,19 +184,6 @@ def find_weight_files(folder: Path) -> tuple[str, list[Path]]:
         if found:
             return fmt, found
     raise CheckpointError(f"no model weights (*.safetensors or *.bin) in {folder}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Parse a JSON object file, raising `CheckpointError` naming the file on any problem."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"missing {path.name} in {path.parent}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path}: {first_line(error)}") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return value
 
 
 def _row_range(info: TensorInfo, start: int | None, stop: int | None) -> tuple[int, int]:
@@ -244,7 +229,7 @@ class _SafetensorsSource(_Source):
 def _open_safetensors(files: list[Path]) -> dict[str, _Source]:
     sources: dict[str, _Source] = {}
     for path in files:
-        header, data_start = _read_safetensors_header(path)
+        header, data_start = read_safetensors_header(path)
         size = path.stat().st_size
         # Copy-on-write mapping: reads stay file-backed page cache, and the arrays are writable so torch can
         # wrap them without a copy (nothing ever writes to them).
@@ -259,27 +244,6 @@ def _open_safetensors(files: list[Path]) -> dict[str, _Source]:
                 raise CheckpointError(f"tensor {name} appears twice ({sources[name].info.file.name}, {path.name})")
             sources[name] = _SafetensorsSource(info, mapping, begin)
     return sources
-
-
-def _read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
-    try:
-        with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise CheckpointError(f"{path} is too short to be a safetensors file")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > _MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path} has an implausible safetensors header ({length} bytes)")
-            raw = handle.read(length)
-    except OSError as error:
-        raise CheckpointError(f"cannot read {path}: {first_line(error)}") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path} has a corrupt safetensors header") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} has a corrupt safetensors header")
-    return header, 8 + length
 
 
 def _parse_header_entry(

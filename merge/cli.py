@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.cli import CliError
+from codebooga.merge.shared.cli_error import CliError
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
             "Model paths in the recipe may be local folders or Hugging Face hub ids."
         ),
     )
-    parser.add_argument("recipe", type=Path, help="recipe YAML (model_path1, model_path2, operations, ...)")
+    parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML file (model_path1, model_path2, operations, ...), "
+                        "or the name of a shipped recipe such as codebooga-34b-v0.1")  # fmt: skip
     parser.add_argument("--output", type=Path, help="output folder (default: the recipe's output_model_path)")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="output dtype (default: float16)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
@@ -40,14 +41,21 @@ def run(args: argparse.Namespace) -> int:
     missing = [name for name in ("numpy", "yaml", "tqdm") if not _importable(name)]
     if missing:
         raise CliError(f"codebooga merge needs {', '.join(missing)}: pip install 'codebooga[build]'")
-    from merge.errors import MergeError
-    from merge.pipeline import execute_merge, prepare_merge
+    from codebooga.merge.errors import MergeError
+    from codebooga.merge.recipe import recipe_file
 
-    started = time.monotonic()
     try:
-        prepared = prepare_merge(args.recipe, args.output, args.dtype, force=args.force, dry_run=args.dry_run)
+        with recipe_file(args.recipe) as recipe:
+            return _merge(recipe, args)
     except MergeError as error:
         raise CliError(str(error)) from None
+
+
+def _merge(recipe: Path, args: argparse.Namespace) -> int:
+    from codebooga.merge.pipeline import execute_merge, prepare_merge
+
+    started = time.monotonic()
+    prepared = prepare_merge(recipe, args.output, args.dtype, force=args.force, dry_run=args.dry_run)
     try:
         if args.dry_run:
             print(prepared.describe())
@@ -56,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
             target = execute_merge(prepared, show_progress=True)
         except OSError as error:
             raise CliError(f"writing {prepared.target} failed: {error}") from None
-    except MergeError as error:
-        raise CliError(str(error)) from None
     finally:
         prepared.close()
     tensors = len(prepared.plan.tensors)

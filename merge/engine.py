@@ -21,10 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from merge.checkpoint import Checkpoint
-from merge.dtypes import finish_torch_import, narrow_from_float32, start_torch_import
-from merge.plan import MergePlan, TensorPlan
-from merge.writer import ShardedWriter
+from codebooga.merge.checkpoint import Checkpoint
+from codebooga.merge.dtypes import finish_torch_import, narrow_from_float32, start_torch_import
+from codebooga.merge.plan import MergePlan, TensorPlan
+from codebooga.merge.writer import ShardedWriter
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)

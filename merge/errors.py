@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from codebooga.merge.shared.cli_error import CliError
+
 T = TypeVar("T")
 
 
@@ -22,12 +24,12 @@ def first_line(error: BaseException) -> str:
     return lines[0][:300] if lines else type(error).__name__
 
 
-def as_user_errors(command: str, action: Callable[[], T], fail: Callable[[str], Exception]) -> T:
-    """Run a CLI handler body; a `MergeError` or an I/O failure (disk full, permissions) becomes `fail(line)`."""
+def as_user_errors(command: str, action: Callable[[], T]) -> T:
+    """Run a CLI handler body; a `MergeError` or an I/O failure (disk full, permissions) becomes a `CliError`."""
     try:
         return action()
     except MergeError as error:
-        raise fail(str(error)) from None
+        raise CliError(str(error)) from None
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        raise fail(f"{command} failed: {where}{error.strerror or error}") from None
+        raise CliError(f"{command} failed: {where}{error.strerror or error}") from None

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from merge.errors import MergeError, first_line
-from merge.output import SIDE_FILES
+from codebooga.merge.errors import MergeError, first_line
+from codebooga.merge.output import SIDE_FILES
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 CONFIG_PATTERNS = ["config.json", *SIDE_FILES]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from merge.checkpoint import read_json
-from merge.errors import MergeError
+from codebooga.merge.errors import MergeError
+from codebooga.merge.shared.files import read_json_object
 
 SIDE_FILES = (
     "generation_config.json",
@@ -86,7 +86,7 @@ def _fsync(path: Path) -> None:
 
 def copy_side_files(model1: Path, destination: Path, dtype: str) -> list[str]:
     """Copy config (with torch_dtype set to `dtype`), generation config and tokenizer files from model 1."""
-    config = read_json(model1 / "config.json")
+    config = read_json_object(model1 / "config.json")
     config["torch_dtype"] = dtype
     if "dtype" in config:
         config["dtype"] = dtype

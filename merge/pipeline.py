@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from merge.checkpoint import Checkpoint, open_checkpoint
-from merge.engine import DEFAULT_CHUNK_BYTES, run_plan
-from merge.hub import resolve_model
-from merge.output import check_target, copy_side_files, staged_folder
-from merge.plan import MergePlan, TensorPlan, build_plan
-from merge.recipe import Recipe, load_recipe
-from merge.report import format_bytes, format_plan
-from merge.writer import OutputTensor, ShardedWriter, assign_shards
+from codebooga.merge.checkpoint import Checkpoint, open_checkpoint
+from codebooga.merge.engine import DEFAULT_CHUNK_BYTES, run_plan
+from codebooga.merge.hub import resolve_model
+from codebooga.merge.output import check_target, copy_side_files, staged_folder
+from codebooga.merge.plan import MergePlan, TensorPlan, build_plan
+from codebooga.merge.recipe import Recipe, load_recipe
+from codebooga.merge.report import format_bytes, format_plan
+from codebooga.merge.writer import OutputTensor, ShardedWriter, assign_shards
 
 OUTPUT_DTYPES = ("float16", "bfloat16", "float32")
 

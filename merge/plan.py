@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from merge.checkpoint import Checkpoint, TensorInfo
-from merge.dtypes import FLOAT_DTYPES
-from merge.errors import MergeError
-from merge.recipe import Operation, Recipe
+from codebooga.merge.checkpoint import Checkpoint, TensorInfo
+from codebooga.merge.dtypes import FLOAT_DTYPES
+from codebooga.merge.errors import MergeError
+from codebooga.merge.recipe import Operation, Recipe
 
 # Rank of each known module/parameter name among its siblings, as HF LLaMA modules register them; this is
 # the order `model.state_dict()` yields, which the original script iterated over.

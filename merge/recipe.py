@@ -3,18 +3,25 @@
 The format is the one the CodeBooga-34B-v0.1 model card publishes; see /docs/merge.md. Validation is strict
 (unknown keys, empty gradients and non-numeric values are errors) because a typo such as `gradient_value`
 would otherwise silently produce a different model after an hour of work.
+
+The recipes in merge/recipes/ ship with codebooga: `recipe_file` finds one by name (`codebooga-34b-v0.1`) in any
+installation, or takes a path as given.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.resources import as_file
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from merge.errors import MergeError
+from codebooga.merge.errors import MergeError
+from codebooga.merge.recipes import shipped_recipes
 
 DEFAULT_MAX_SHARD_SIZE = "2000MiB"
 _TOP_LEVEL_KEYS = {"model_path1", "model_path2", "output_model_path", "operations", "max_shard_size"}
@@ -63,6 +70,22 @@ class Recipe:
     output_model_path: str
     operations: tuple[Operation, ...]
     max_shard_size: int
+
+
+@contextmanager
+def recipe_file(recipe: str | Path) -> Iterator[Path]:
+    """The recipe file for a path as given or, when no such file exists, for a shipped recipe's name."""
+    given = Path(recipe).expanduser()
+    if given.exists():
+        yield given
+        return
+    shipped = shipped_recipes()
+    resource = shipped.get(str(recipe).removesuffix(".yaml"))
+    if resource is None:
+        names = ", ".join(sorted(shipped))
+        raise RecipeError(f"recipe not found: {recipe} (neither a file nor a shipped recipe: {names})")
+    with as_file(resource) as path:
+        yield path
 
 
 def load_recipe(path: str | Path) -> Recipe:

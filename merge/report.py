@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from merge.plan import MergePlan, TensorPlan
+from codebooga.merge.plan import MergePlan, TensorPlan
 
 _SHORT_DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
 

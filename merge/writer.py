@@ -21,7 +21,7 @@ from types import TracebackType
 
 import numpy as np
 
-from merge.dtypes import SAFETENSORS_CODES, STORAGE
+from codebooga.merge.dtypes import SAFETENSORS_CODES, STORAGE
 
 INDEX_NAME = "model.safetensors.index.json"
 

@@ -15,11 +15,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("server.serve_command", "merge.cli", "merge.gguf.cli", "merge.exl2.cli")
+from codebooga.merge.shared.cli_error import CliError
 
-
-class CliError(Exception):
-    """A problem the user can fix; its message is printed as a single line."""
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "codebooga.server.serve_command",
+    "codebooga.merge.cli",
+    "codebooga.merge.gguf.cli",
+    "codebooga.merge.exl2.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

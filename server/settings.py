@@ -1,42 +1,85 @@
-"""Server settings: every `codebooga serve` option, each also settable as a `CODEBOOGA_*` environment variable."""
+"""Every `codebooga serve` option, declared once.
+
+Each field of `ServeSettings` is one option: its name gives the `--flag`, the `CODEBOOGA_*` environment variable
+and the config-file key; `option(...)` gives how a value is read, the help text and the docs' default.
+`settings_sources` derives the command line, the environment, the config file and the README table from here.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from codebooga.server.options import gb_per_gpu, key_list, one_of, option, path, seconds, text, whole_number
+
 EXL2_CACHE_TYPES = ("fp16", "q8", "q6", "q4")  # ExLlamaV2 KV cache: FP16, or quantized to 8/6/4 bits
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: Path | None = None
-    model_id: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ctx_size: int = 4096
-    threads: int = 0
-    n_gpu_layers: int = 0
-    parallel: int = 4
-    batch_size: int = 512
-    cache_type: str = "fp16"  # EXL2 only: fp16 | q8 | q6 | q4
-    gpu_split: tuple[float, ...] | None = None  # EXL2 only: GB of weights per GPU; None = autosplit
-    max_queue: int = 64
-    queue_timeout_seconds: float = 60.0
-    chat_template: str = "auto"
-    preset: str = "divine-intellect"
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    sse_ping_seconds: float = 0.0
-    shutdown_grace_seconds: float = 5.0
-    log_level: str = "info"
+    model: Path | None = option(
+        None, path, "GGUF file (llama.cpp) or EXL2 folder (ExLlamaV2) to serve",
+        metavar="PATH", shown_default="embedded SmolLM2-135M",
+    )  # fmt: skip
+    model_id: str | None = option(
+        None, text, "model id reported by the API", metavar="NAME", shown_default="file name"
+    )
+    host: str = option("127.0.0.1", text, "address to bind", metavar="ADDRESS")
+    port: int = option(8000, whole_number(1), "port to bind", metavar="PORT")
+    ctx_size: int = option(
+        4096, whole_number(0), "context per sequence (0 = the model's training context)", metavar="N"
+    )
+    threads: int = option(
+        0, whole_number(0), "llama.cpp CPU threads (0 = one per core)", metavar="N", shown_default="one per core"
+    )
+    n_gpu_layers: int = option(
+        0, whole_number(0), "layers offloaded to the GPU (llama.cpp built with GPU support)", metavar="N"
+    )
+    parallel: int = option(
+        4, whole_number(1), "sequences decoded together in one batch; also the largest `n`", metavar="N"
+    )
+    batch_size: int = option(
+        512, whole_number(1), "most tokens per decode step; long prompts are fed in chunks of this", metavar="N"
+    )
+    cache_type: str = option(
+        "fp16", one_of(*EXL2_CACHE_TYPES), "EXL2 only: KV cache precision", metavar="|".join(EXL2_CACHE_TYPES)
+    )
+    gpu_split: tuple[float, ...] | None = option(
+        None, gb_per_gpu, "EXL2 only: GB of weights per GPU, or fill GPUs in turn",
+        metavar="auto|GB,GB,...", shown_default="`auto`",
+    )  # fmt: skip
+    max_queue: int = option(
+        64, whole_number(1), "requests that may wait for a free sequence; beyond it, 503 + `Retry-After`",
+        metavar="N",
+    )  # fmt: skip
+    queue_timeout: float = option(
+        60.0, seconds(positive=True), "a request that waited this long (seconds) for a sequence gets 503",
+        metavar="S",
+    )  # fmt: skip
+    chat_template: str = option(
+        "auto", text, "`auto`: the GGUF's own template, else Alpaca", metavar="auto|alpaca|model|PATH"
+    )
+    preset: str = option(
+        "divine-intellect", text, "sampling preset for fields a request leaves out (`presets/*.yaml`)",
+        metavar="NAME",
+    )  # fmt: skip
+    api_keys: tuple[str, ...] = option(
+        (), key_list, "require `Authorization: Bearer KEY` on `/v1/*`",
+        metavar="KEY", shown_default="none", flag="--api-key", repeatable=True, secret=True,
+    )  # fmt: skip
+    sse_ping: float = option(
+        0.0, seconds(), "SSE comment pings this often (seconds) while streaming", metavar="S",
+        shown_default="`0` (off)",
+    )  # fmt: skip
+    shutdown_grace: float = option(
+        5.0, seconds(), "on SIGTERM/Ctrl-C, running requests get S seconds; then streams end with a "
+        "`server_shutting_down` error event", metavar="S",
+    )  # fmt: skip
+    log_level: str = option("info", one_of(*LOG_LEVELS), "log verbosity", metavar="|".join(LOG_LEVELS))
 
 
 def default_threads() -> int:
     """One llama.cpp thread per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def api_keys_from_environment() -> tuple[str, ...]:
-    """CODEBOOGA_API_KEYS holds one or more keys separated by commas."""
-    return tuple(key.strip() for key in os.environ.get("CODEBOOGA_API_KEYS", "").split(",") if key.strip())

@@ -23,11 +23,11 @@ def server() -> Iterator[RunningServer]:
 @pytest.fixture()
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """Run `codebooga ARGS...` in-process through the real dispatcher; returns (exit code, stdout, stderr)."""
-    import server.cli
+    import codebooga.server.cli
 
     def run(*args: object) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = server.cli.main([str(arg) for arg in args])
+        code = codebooga.server.cli.main([str(arg) for arg in args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

@@ -163,23 +163,23 @@ def gguf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def f32_gguf(llama_dir: Path, gguf_dir: Path) -> Path:
-    from merge.gguf.convert import convert
-    from merge.gguf.formats import OutType
+    from codebooga.merge.gguf.convert import convert
+    from codebooga.merge.gguf.formats import OutType
 
     return convert(llama_dir, gguf_dir / "tiny.F32.gguf", OutType.F32, progress=False)
 
 
 @pytest.fixture(scope="session")
 def f16_gguf(llama_dir: Path, gguf_dir: Path) -> Path:
-    from merge.gguf.convert import convert
-    from merge.gguf.formats import OutType
+    from codebooga.merge.gguf.convert import convert
+    from codebooga.merge.gguf.formats import OutType
 
     return convert(llama_dir, gguf_dir / "tiny.F16.gguf", OutType.F16, progress=False)
 
 
 @pytest.fixture(scope="session")
 def q4km_gguf(f16_gguf: Path, gguf_dir: Path) -> Path:
-    from merge.gguf.quantize import quantize
+    from codebooga.merge.gguf.quantize import quantize
 
     return quantize(f16_gguf, gguf_dir / "tiny.Q4_K_M.gguf", "Q4_K_M", threads=2, progress=False)
 

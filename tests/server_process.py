@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +39,19 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(*args: str, timeout: float = 120.0, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+def running_server(
+    *args: str,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    codebooga: Sequence[str] = (sys.executable, "-m", "codebooga.server"),
+    cwd: Path = REPO_ROOT,
+) -> Iterator[RunningServer]:
+    """`codebooga serve ARGS...` on a free port, healthy; `codebooga` is the command that runs the CLI."""
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="codebooga-serve-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "server", "serve", "--port", str(port), "--threads", "2", *args]
+    command = [*codebooga, "serve", "--port", str(port), "--threads", "2", *args]
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
     )
     server = RunningServer(f"http://127.0.0.1:{port}", process, Path(log_file.name))
     try:

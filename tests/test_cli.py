@@ -12,7 +12,7 @@ from server_process import REPO_ROOT, free_port
 
 def codebooga(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "codebooga.server", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
 
 
@@ -40,7 +40,7 @@ def test_serve_rejects_bad_options_in_one_line(args: tuple[str, ...], words: str
 
 def test_environment_variables_feed_options() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve"],
+        [sys.executable, "-m", "codebooga.server", "serve"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         env={**__import__("os").environ, "CODEBOOGA_MODEL": "/env/model.gguf"},
     )

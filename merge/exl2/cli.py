@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from server.cli import CliError
-
 
 def _quantize_exl2(args: argparse.Namespace) -> int:
-    from merge.errors import as_user_errors
-    from merge.exl2.convert import Exl2Job, quantize_exl2
+    from codebooga.merge.errors import as_user_errors
+    from codebooga.merge.exl2.convert import Exl2Job, quantize_exl2
 
     job = Exl2Job(args.model_dir, args.output_dir, args.bits, args.head_bits, args.calibration)
-    print(as_user_errors("quantize-exl2", lambda: quantize_exl2(job), CliError))
+    print(as_user_errors("quantize-exl2", lambda: quantize_exl2(job)))
     return 0
 
 

@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from merge.errors import MergeError
-from merge.exl2.legacy_config import exllamav2_rope_keys
-from merge.exl2.tokenizer_json import TOKENIZER_JSON, TOKENIZER_MODEL, needs_tokenizer_json, write_tokenizer_json
+from codebooga.merge.errors import MergeError
+from codebooga.merge.exl2.legacy_config import exllamav2_rope_keys
+from codebooga.merge.exl2.tokenizer_json import TOKENIZER_JSON, TOKENIZER_MODEL, needs_tokenizer_json, write_tokenizer_json
+from codebooga.merge.shared.exl2_support import missing_exl2_requirement
+from codebooga.merge.shared.files import UnreadableFileError, read_json_object
+from codebooga.merge.shared.model_format import is_exl2_config
 
 CONVERTER_MODULE = "exllamav2.conversion.convert_exl2"
 MIN_BITS, MAX_BITS = 2.0, 8.0
@@ -157,24 +160,17 @@ def prepare_input(job: Exl2Job) -> None:
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
     try:
-        config = json.loads((model_dir / CONFIG_JSON).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise Exl2Error(f"{model_dir / CONFIG_JSON}: {error.strerror or error}") from None
-    except ValueError as error:
-        raise Exl2Error(f"{model_dir / CONFIG_JSON}: not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise Exl2Error(f"{model_dir / CONFIG_JSON}: not a JSON object")
-    return config
+        return read_json_object(model_dir / CONFIG_JSON)
+    except UnreadableFileError as error:
+        raise Exl2Error(str(error)) from None
 
 
 def quantize_exl2(job: Exl2Job, *, python: str = sys.executable, output: BinaryIO | None = None) -> Path:
     """Validate, check for CUDA, run (or resume) the converter with progress on `output`, then publish OUT_DIR."""
     validate(job)
-    from server.engine.exllamav2.availability import missing_requirement
-
-    problem = missing_requirement()
-    if problem is not None:
-        raise Exl2Error(problem.replace("EXL2 models need", "quantize-exl2 needs"))
+    missing = missing_exl2_requirement()
+    if missing is not None:
+        raise Exl2Error(f"quantize-exl2 needs {missing}")
     fresh = not can_resume(job)
     if fresh and job.compiled_dir.exists():
         shutil.rmtree(job.compiled_dir)
@@ -216,14 +212,11 @@ def run_passing_output(command: list[str], output: BinaryIO | None) -> str:
 
 
 def _is_compiled(folder: Path) -> bool:
-    from server.engine.model_format import is_exl2_config
-
-    config = folder / "config.json"
-    if not config.is_file() or not any(folder.glob("*.safetensors")):
+    if not any(folder.glob("*.safetensors")):
         return False
     try:
-        return is_exl2_config(json.loads(config.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        return is_exl2_config(read_json_object(folder / "config.json"))
+    except UnreadableFileError:
         return False
 
 
@@ -240,8 +233,8 @@ def _publish(job: Exl2Job) -> Path:
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:
+    """The converter's job.json; {} when it is absent or unreadable (a fresh or broken run starts over)."""
     try:
-        value = json.loads(path.read_text(encoding="utf8"))
-    except (OSError, ValueError):
+        return read_json_object(path, missing_ok=True)
+    except UnreadableFileError:
         return {}
-    return value if isinstance(value, dict) else {}

@@ -11,11 +11,11 @@ tokens; the BOS/EOS the tokenizer adds follow `tokenizer_config.json` like trans
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from merge.errors import MergeError, first_line
+from codebooga.merge.errors import MergeError, first_line
+from codebooga.merge.shared.files import read_json_object
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_MODEL = "tokenizer.model"
@@ -63,7 +63,7 @@ def write_tokenizer_json(model_dir: Path, target: Path) -> Path:
     extra = user_defined + _added_tokens(model_dir, len(proto.pieces))
     if extra:
         tokenizer.add_tokens([AddedToken(piece, special=False, normalized=False) for piece in extra])
-    config = _read_json(model_dir / "tokenizer_config.json")
+    config = read_json_object(model_dir / "tokenizer_config.json", missing_ok=True)
     template = _template(proto, config)
     if template is not None:
         tokenizer.post_processor = processors.TemplateProcessing(**template)
@@ -133,7 +133,7 @@ def _decoder(spec: Any) -> Any:
 def _added_tokens(model_dir: Path, base_size: int) -> list[str]:
     """`added_tokens.json` pieces beyond the SentencePiece vocab, in id order (ids must follow on without gaps)."""
     path = model_dir / "added_tokens.json"
-    extra = {token_id: piece for piece, token_id in _read_json(path).items() if token_id >= base_size}
+    extra = {token_id: piece for piece, token_id in read_json_object(path, missing_ok=True).items() if token_id >= base_size}
     if sorted(extra) != list(range(base_size, base_size + len(extra))):
         raise TokenizerError(f"{path}: added token ids must continue at {base_size} without gaps")
     return [extra[token_id] for token_id in sorted(extra)]
@@ -154,13 +154,3 @@ def _template(proto: Any, config: dict[str, Any]) -> dict[str, Any] | None:
     single = [*before, "$A", *after]
     pair = [*before, "$A", *after, *before, "$B:1", *after]
     return {"single": " ".join(single), "pair": " ".join(pair), "special_tokens": [(p, i) for _, p, i in ends]}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise TokenizerError(f"{path}: unreadable ({first_line(error)})") from None
-    return value if isinstance(value, dict) else {}

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from server.cli import CliError
+from codebooga.merge.shared.cli_error import CliError
 
 from .formats import QUANT_TYPES, OutType
 
@@ -31,9 +31,9 @@ def _require_build_extra(command: str) -> None:
 def _run(command: str, action: Callable[[], None]) -> int:
     """Run a handler body, turning user errors and I/O failures (disk full, permissions) into one-line `CliError`s."""
     _require_build_extra(command)
-    from merge.errors import as_user_errors
+    from codebooga.merge.errors import as_user_errors
 
-    as_user_errors(command, action, CliError)
+    as_user_errors(command, action)
     return 0
 
 
@@ -60,12 +60,14 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     def action() -> None:
-        from merge.build import build
+        from codebooga.merge.build import build
+        from codebooga.merge.recipe import recipe_file
 
-        result = build(
-            args.recipe, quants=args.quant, keep_f16=args.keep_f16, threads=args.threads, imatrix=args.imatrix,
-            exl2_bits=args.exl2, exl2_head_bits=args.exl2_head_bits, exl2_calibration=args.exl2_calibration,
-        )
+        with recipe_file(args.recipe) as recipe:
+            result = build(
+                recipe, quants=args.quant, keep_f16=args.keep_f16, threads=args.threads, imatrix=args.imatrix,
+                exl2_bits=args.exl2, exl2_head_bits=args.exl2_head_bits, exl2_calibration=args.exl2_calibration,
+            )
         for path in result.outputs:
             print(path)
 
@@ -88,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="tensor type for matrices (norms stay f32); default f16")  # fmt: skip
     convert.add_argument("--name", help="general.name in the metadata (default: the folder name)")
     convert.add_argument("--chat-template", type=Path, metavar="FILE",
-                         help="Jinja template to embed (default: prompts/alpaca.jinja)")  # fmt: skip
+                         help="Jinja template to embed (default: the shipped Alpaca template)")  # fmt: skip
     convert.set_defaults(handler=_convert)
 
     quantize = subparsers.add_parser(
@@ -108,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a BlockMerge Gradient recipe end to end: merge, convert to F16 GGUF, quantize to each "
         "requested type into <output_model_path>-GGUF/, with a manifest; finished steps are skipped on re-runs.",
     )
-    build.add_argument("recipe", type=Path, metavar="RECIPE.yaml")
+    build.add_argument("recipe", metavar="RECIPE",
+                       help="recipe YAML file, or a shipped recipe's name such as codebooga-34b-v0.1")  # fmt: skip
     build.add_argument("--quant", nargs="+", default=["Q4_K_M"], metavar="TYPE",
                        help=f"quantization types to produce (default Q4_K_M); any of {types}")  # fmt: skip
     build.add_argument("--keep-f16", action="store_true", help="keep the intermediate F16 GGUF file")

@@ -12,8 +12,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from merge.checkpoint import Checkpoint, open_checkpoint
-from merge.dtypes import FLOAT_DTYPES
+from codebooga.merge.checkpoint import Checkpoint, open_checkpoint
+from codebooga.merge.dtypes import FLOAT_DTYPES
+from codebooga.prompts import alpaca_template
 
 from .atomic import atomic_output
 from .errors import GGUFError
@@ -23,7 +24,6 @@ from .tensors import FILE_TYPES, TensorPlan, encode, is_ignored, plan_tensors
 from .vocab import load_vocab, write_vocab
 
 CHUNK_BYTES = 64 * 1024 * 1024
-DEFAULT_CHAT_TEMPLATE = Path(__file__).resolve().parents[2] / "prompts" / "alpaca.jinja"
 _LAYER_TENSORS = (
     "input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
@@ -95,10 +95,10 @@ def convert(
 ) -> Path:
     """Write `model_dir` (HF LlamaForCausalLM: safetensors or `.bin`, any float dtype) as a GGUF file.
 
-    `chat_template` is embedded as `tokenizer.chat_template` (the Alpaca template from `prompts/` when None).
+    `chat_template` is embedded as `tokenizer.chat_template` (the shipped Alpaca template when None).
     The file appears at `output` only once complete.
     """
-    template = chat_template if chat_template is not None else read_chat_template(DEFAULT_CHAT_TEMPLATE)
+    template = chat_template if chat_template is not None else alpaca_template()
     with open_checkpoint(model_dir) as checkpoint:
         hparams = parse_hparams(checkpoint.config, source=str(model_dir / "config.json"))
         vocab = load_vocab(model_dir, checkpoint.config, hparams.vocab_size)

@@ -6,7 +6,7 @@ way as merge problems: one line naming the file or value at fault.
 
 from __future__ import annotations
 
-from merge.errors import MergeError
+from codebooga.merge.errors import MergeError
 
 
 class GGUFError(MergeError):

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codebooga.merge.shared.files import UnreadableFileError, read_json_object
+
 from .atomic import atomic_output
 
 MANIFEST_FORMAT = 1
@@ -73,10 +75,10 @@ class Manifest:
     def load(cls, path: Path) -> Manifest:
         """The existing manifest, or an empty one if it is missing, unreadable or from another format."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_json_object(path, missing_ok=True)
+        except UnreadableFileError:
             data = {}
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        if data.get("format") != MANIFEST_FORMAT:
             data = {}
         data.setdefault("steps", {})
         data["format"] = MANIFEST_FORMAT

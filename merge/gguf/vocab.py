@@ -13,7 +13,7 @@ from typing import Any
 
 import gguf
 
-from merge.checkpoint import read_json
+from codebooga.merge.shared.files import read_json_object
 
 from .errors import GGUFError
 
@@ -46,10 +46,6 @@ def _token_type(processor: Any, token_id: int) -> gguf.TokenType:
     return gguf.TokenType.NORMAL
 
 
-def _optional_json(path: Path) -> dict[str, Any]:
-    return read_json(path) if path.is_file() else {}
-
-
 def _load_processor(path: Path) -> Any:
     from sentencepiece import SentencePieceProcessor
 
@@ -65,7 +61,7 @@ def _load_processor(path: Path) -> Any:
 
 def _added_tokens(model_dir: Path, base_size: int) -> list[str]:
     """Tokens from `added_tokens.json` that extend the SentencePiece vocab, in id order."""
-    added = _optional_json(model_dir / "added_tokens.json")
+    added = read_json_object(model_dir / "added_tokens.json", missing_ok=True)
     extra = {token_id: piece for piece, token_id in added.items() if token_id >= base_size}
     expected = list(range(base_size, base_size + len(extra)))
     if sorted(extra) != expected:
@@ -109,7 +105,7 @@ def load_vocab(model_dir: Path, config: dict[str, Any], vocab_size: int) -> Llam
         scores.append(ADDED_TOKEN_SCORE)
         token_types.append(int(gguf.TokenType.UNUSED))
 
-    tokenizer_config = _optional_json(model_dir / "tokenizer_config.json")
+    tokenizer_config = read_json_object(model_dir / "tokenizer_config.json", missing_ok=True)
     return LlamaVocab(
         tokens=tokens,
         scores=scores,

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from server.api.auth import ApiKeyCheck
-from server.api.errors import install_error_handlers
-from server.api.middleware import RequestIdMiddleware
-from server.api.routes import health_router, tokenizer_router, v1_router
-from server.engine.engine import Engine
-from server.settings import ServeSettings
+from codebooga.server.api.auth import ApiKeyCheck
+from codebooga.server.api.errors import install_error_handlers
+from codebooga.server.api.middleware import RequestIdMiddleware
+from codebooga.server.api.routes import health_router, tokenizer_router, v1_router
+from codebooga.server.engine.engine import Engine
+from codebooga.server.settings import ServeSettings
 
 log = logging.getLogger("codebooga.server")
 

@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import Request
 
-from server.api.errors import APIError
+from codebooga.server.api.errors import APIError
 
 
 class ApiKeyCheck:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterable
 from fastapi import Request
 from fastapi.responses import Response
 
-from server.api.errors import APIError
-from server.api.generation import collect, new_id, resolve_sampling, usage_of
-from server.api.schemas import (
+from codebooga.server.api.errors import APIError
+from codebooga.server.api.generation import collect, new_id, resolve_sampling, usage_of
+from codebooga.server.api.schemas import (
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
@@ -22,9 +22,9 @@ from server.api.schemas import (
     ChatTokenLogprob,
     TopLogprob,
 )
-from server.api.streaming import chunk_json, sse_response, unless_disconnected
-from server.engine.engine import Engine
-from server.engine.types import (
+from codebooga.server.api.streaming import chunk_json, sse_response, unless_disconnected
+from codebooga.server.engine.engine import Engine
+from codebooga.server.engine.types import (
     ChoiceFinished,
     EngineEvent,
     GenerationFinished,
@@ -32,7 +32,7 @@ from server.engine.types import (
     TextDelta,
     TokenLogprob,
 )
-from server.engine.types import Usage as EngineUsage
+from codebooga.server.engine.types import Usage as EngineUsage
 
 
 def _chat_logprobs(entries: Iterable[TokenLogprob]) -> ChatLogprobs:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import Response
 
-from server.api.errors import APIError
-from server.api.generation import collect, new_id, resolve_sampling, usage_of
-from server.api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-from server.api.streaming import chunk_json, merge_streams, sse_response, unless_disconnected
-from server.engine.engine import Engine
-from server.engine.types import (
+from codebooga.server.api.errors import APIError
+from codebooga.server.api.generation import collect, new_id, resolve_sampling, usage_of
+from codebooga.server.api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+from codebooga.server.api.streaming import chunk_json, merge_streams, sse_response, unless_disconnected
+from codebooga.server.engine.engine import Engine
+from codebooga.server.engine.types import (
     ChoiceFinished,
     EngineEvent,
     GenerationFinished,

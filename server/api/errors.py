@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from server.api.schemas import ErrorDetail, ErrorResponse
-from server.engine.errors import EngineError, GenerationFailed, InvalidRequest, Overloaded
+from codebooga.server.api.schemas import ErrorDetail, ErrorResponse
+from codebooga.server.engine.errors import EngineError, GenerationFailed, InvalidRequest, Overloaded
 
 log = logging.getLogger("codebooga.api")
 

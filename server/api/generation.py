@@ -6,10 +6,10 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from server.api.schemas import SamplingRequest, Usage
-from server.api.streaming import merge_streams
-from server.engine.engine import Engine
-from server.engine.types import (
+from codebooga.server.api.schemas import SamplingRequest, Usage
+from codebooga.server.api.streaming import merge_streams
+from codebooga.server.engine.engine import Engine
+from codebooga.server.engine.types import (
     ChoiceFinished,
     EngineEvent,
     FinishReason,
@@ -18,7 +18,7 @@ from server.engine.types import (
     TextDelta,
     TokenLogprob,
 )
-from server.engine.types import Usage as EngineUsage
+from codebooga.server.engine.types import Usage as EngineUsage
 
 
 def new_id(prefix: str) -> str:

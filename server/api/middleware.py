@@ -12,7 +12,7 @@ from collections import Counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api.errors import SHUTTING_DOWN
+from codebooga.server.api.errors import SHUTTING_DOWN
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("codebooga.access")

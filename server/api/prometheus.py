@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from server.engine.metrics import EngineMetrics, Histogram
-from server.engine.types import BackendStats
+from codebooga.server.engine.metrics import EngineMetrics, Histogram
+from codebooga.server.engine.types import BackendStats
 
 
 def _histogram(name: str, help_text: str, histogram: Histogram) -> list[str]:

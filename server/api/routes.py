@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from server.api.chat import create_chat_completion
-from server.api.completions import create_completion
-from server.api import prometheus
-from server.api.errors import APIError, from_validation_error
-from server.api.schemas import (
+from codebooga.server.api.chat import create_chat_completion
+from codebooga.server.api.completions import create_completion
+from codebooga.server.api import prometheus
+from codebooga.server.api.errors import APIError, from_validation_error
+from codebooga.server.api.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
     Completion,
@@ -25,7 +25,7 @@ from server.api.schemas import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from server.engine.engine import Engine
+from codebooga.server.engine.engine import Engine
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -62,7 +62,7 @@ async def engine_of(request: Request) -> Engine:
 
 
 def _ping_seconds(request: Request) -> float:
-    return request.app.state.settings.sse_ping_seconds
+    return request.app.state.settings.sse_ping
 
 
 @health_router.get("/health")

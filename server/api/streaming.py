@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from server.api.errors import SHUTTING_DOWN, APIError, from_engine_error
-from server.api.schemas import ErrorResponse
-from server.engine.errors import EngineError
-from server.engine.types import EngineEvent
+from codebooga.server.api.errors import SHUTTING_DOWN, APIError, from_engine_error
+from codebooga.server.api.schemas import ErrorResponse
+from codebooga.server.engine.errors import EngineError
+from codebooga.server.engine.types import EngineEvent
 
 log = logging.getLogger("codebooga.api")
 

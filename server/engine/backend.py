@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from server.engine.types import BackendEvent, BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.types import BackendEvent, BackendJob, BackendStats, ModelInfo
 
 
 class JobStream(Protocol):

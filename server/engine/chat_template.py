@@ -18,10 +18,9 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from server.engine.errors import InvalidRequest
-from server.resources import PROMPTS_DIR
+from codebooga.prompts import alpaca_template
+from codebooga.server.engine.errors import InvalidRequest
 
-ALPACA_TEMPLATE_PATH = PROMPTS_DIR / "alpaca.jinja"
 _STOP_DECLARATION = re.compile(r"\{#-?\s*stop:\s*(\[.*?\])\s*-?#\}", re.DOTALL)
 
 
@@ -65,7 +64,7 @@ def declared_stops(source: str) -> tuple[str, ...]:
 def choose_template(choice: str, model_template: str | None) -> ChatTemplate:
     """`auto`: the model's own template if it has one, else Alpaca; `alpaca`; `model`; or a Jinja file path."""
     if choice == "alpaca" or (choice == "auto" and not model_template):
-        return from_source("alpaca", ALPACA_TEMPLATE_PATH.read_text(encoding="utf-8"))
+        return from_source("alpaca", alpaca_template())
     if choice in ("auto", "model"):
         if not model_template:
             raise TemplateError("--chat-template model: the model file has no tokenizer.chat_template")

@@ -11,13 +11,13 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from server.engine.backend import Backend, JobStream
-from server.engine.chat_template import ChatTemplate
-from server.engine.errors import GenerationFailed, InvalidRequest
-from server.engine.metrics import EngineMetrics
-from server.engine.presets import PresetBook
-from server.engine.text_stream import ChoiceText
-from server.engine.types import (
+from codebooga.server.engine.backend import Backend, JobStream
+from codebooga.server.engine.chat_template import ChatTemplate
+from codebooga.server.engine.errors import GenerationFailed, InvalidRequest
+from codebooga.server.engine.metrics import EngineMetrics
+from codebooga.server.engine.presets import PresetBook
+from codebooga.server.engine.text_stream import ChoiceText
+from codebooga.server.engine.types import (
     BackendJob,
     BackendStats,
     ChoiceFinished,

@@ -14,8 +14,8 @@ import logging
 import threading
 from typing import Generic, Protocol, TypeVar
 
-from server.engine.job_queue import WaitingQueue
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
+from codebooga.server.engine.job_queue import WaitingQueue
+from codebooga.server.engine.job_stream import END_OF_JOB, ThreadedJobStream, deliver_all
 
 log = logging.getLogger("codebooga.engine")
 

@@ -13,9 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from server.engine.errors import InvalidRequest, Overloaded
-from server.engine.job_stream import END_OF_JOB, ThreadedJobStream
-from server.engine.types import BackendJob
+from codebooga.server.engine.errors import InvalidRequest, Overloaded
+from codebooga.server.engine.job_stream import END_OF_JOB, ThreadedJobStream
+from codebooga.server.engine.types import BackendJob
 
 
 class _HasStream(Protocol):

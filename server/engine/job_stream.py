@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from server.engine.types import BackendEvent, BackendJob
+from codebooga.server.engine.types import BackendEvent, BackendJob
 
 END_OF_JOB = object()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.engine.backend import Backend
-from server.engine.chat_template import choose_template
-from server.engine.engine import Engine
-from server.engine.model_format import ModelFormat, detect_format
-from server.engine.presets import PresetBook
-from server.resources import PRESETS_DIR
-from server.settings import ServeSettings, default_threads
+from codebooga.merge.shared.model_format import ModelFormat, detect_format
+from codebooga.presets import preset_folder
+from codebooga.server.engine.backend import Backend
+from codebooga.server.engine.chat_template import choose_template
+from codebooga.server.engine.engine import Engine
+from codebooga.server.engine.presets import PresetBook
+from codebooga.server.settings import ServeSettings, default_threads
 
 
 def load_engine(model_path: Path, settings: ServeSettings) -> Engine:
@@ -22,15 +22,15 @@ def load_engine(model_path: Path, settings: ServeSettings) -> Engine:
         backend = _llama_cpp_backend(model_path, settings)
     try:
         template = choose_template(settings.chat_template, backend.info.chat_template)
-        return Engine(backend, template, PresetBook.load(PRESETS_DIR), settings.preset)
+        return Engine(backend, template, PresetBook.load(preset_folder()), settings.preset)
     except Exception:
         backend.close()
         raise
 
 
 def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
-    from server.engine.llama_cpp.backend import LlamaCppBackend
-    from server.engine.llama_cpp.model import ContextOptions
+    from codebooga.server.engine.llama_cpp.backend import LlamaCppBackend
+    from codebooga.server.engine.llama_cpp.model import ContextOptions
 
     return LlamaCppBackend(
         model_path,
@@ -43,14 +43,14 @@ def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
         ),
         model_id=settings.model_id or model_path.name.removesuffix(".gguf"),
         max_queue=settings.max_queue,
-        queue_timeout=settings.queue_timeout_seconds,
+        queue_timeout=settings.queue_timeout,
     )
 
 
 def _exl2_backend(model_folder: Path, settings: ServeSettings) -> Backend:
     """exllamav2 (CUDA only): imported here so that nothing else in codebooga loads it or torch."""
-    from server.engine.exllamav2.backend import Exl2Backend
-    from server.engine.exllamav2.model import Exl2Options
+    from codebooga.server.engine.exllamav2.backend import Exl2Backend
+    from codebooga.server.engine.exllamav2.model import Exl2Options
 
     return Exl2Backend(
         model_folder,
@@ -62,5 +62,5 @@ def _exl2_backend(model_folder: Path, settings: ServeSettings) -> Backend:
         ),
         model_id=settings.model_id or model_folder.name,
         max_queue=settings.max_queue,
-        queue_timeout=settings.queue_timeout_seconds,
+        queue_timeout=settings.queue_timeout,
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import yaml
 
-from server.engine.errors import InvalidRequest
-from server.engine.types import SamplingParams
+from codebooga.server.engine.errors import InvalidRequest
+from codebooga.server.engine.types import SamplingParams
 
 PRESET_FIELDS: tuple[str, ...] = (
     "temperature",
@@ -44,11 +44,13 @@ class PresetBook:
         self._presets = dict(sorted(presets.items()))
 
     @classmethod
-    def load(cls, directory: Path) -> PresetBook:
+    def load(cls, directory: Traversable) -> PresetBook:
+        """Every `*.yaml` preset in `directory` (a folder on disk, or package data such as `preset_folder()`)."""
         presets = {}
-        for path in sorted(directory.glob("*.yaml")):
-            preset = _read_preset(path)
-            presets[preset.name] = preset
+        for entry in sorted(directory.iterdir(), key=lambda entry: entry.name):
+            if entry.name.endswith(".yaml"):
+                preset = _read_preset(entry)
+                presets[preset.name] = preset
         if not presets:
             raise PresetError(f"no presets (*.yaml) found in {directory}")
         return cls(presets)
@@ -84,7 +86,7 @@ class PresetBook:
         return replace(params, top_k=int(params.top_k), seed=seed, logit_bias=logit_bias)
 
 
-def _read_preset(path: Path) -> Preset:
+def _read_preset(path: Traversable) -> Preset:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -100,4 +102,4 @@ def _read_preset(path: Path) -> Preset:
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise PresetError(f"preset {path}: {key} must be a number, got {value!r}")
-    return Preset(name=path.stem, description=description, values=data)
+    return Preset(name=path.name.removesuffix(".yaml"), description=description, values=data)

@@ -12,7 +12,7 @@ import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.engine.types import TextDelta, TokenLogprob
+from codebooga.server.engine.types import TextDelta, TokenLogprob
 
 
 class StopStringHoldback:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import llama_cpp as llama
 import pytest
 
-from server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
-from server.engine.llama_cpp.sampling import ArgmaxPicker, SamplerChain, new_token_picker
-from server.engine.types import SamplingParams
-from server.resources import embedded_model_path
+from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.llama_cpp.sampling import ArgmaxPicker, SamplerChain, new_token_picker
+from codebooga.server.engine.types import SamplingParams
+from codebooga.server.embedded_model import embedded_model_path
 
 PROMPTS = ["def fibonacci(n):", "The capital of France is", "Once upon a time", "1, 2, 3, 4,"]
 

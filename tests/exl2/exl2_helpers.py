@@ -20,9 +20,10 @@ SETTINGS_FIELDS = {
 
 def gpu_skip_reason() -> str | None:
     """Why the GPU tests can't run here (None when they can): CUDA and exllamav2 are both required."""
-    from server.engine.exllamav2.availability import missing_requirement
+    from codebooga.merge.shared.exl2_support import missing_exl2_requirement
 
-    return missing_requirement()
+    missing = missing_exl2_requirement()
+    return None if missing is None else f"EXL2 needs {missing}"
 
 
 def write_safetensors_header(path: Path, names: list[str]) -> None:

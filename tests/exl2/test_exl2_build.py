@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import merge.build
+import codebooga.merge.build
 from exl2_helpers import gpu_skip_reason
-from merge.build import build, exl2_folder
-from merge.exl2.convert import Exl2Job
-from merge.gguf.manifest import Manifest, file_record, sha256_file
+from codebooga.merge.build import build, exl2_folder
+from codebooga.merge.exl2.convert import Exl2Job
+from codebooga.merge.gguf.manifest import Manifest, file_record, sha256_file
 
 needs_no_gpu = pytest.mark.skipif(gpu_skip_reason() is None, reason="this machine can run EXL2")
 
@@ -59,7 +59,7 @@ def test_an_up_to_date_exl2_step_is_skipped_without_a_gpu(recipe: Path) -> None:
     (job.output_dir / "output.safetensors").write_bytes(b"weights")
     manifest = Manifest.load(first.manifest)
     files = [file_record(path, sha256_file(path)) for path in sorted(job.output_dir.iterdir())]
-    manifest.record("exl2 4.25bpw", key=merge.build._exl2_key(job, manifest), files=files, seconds=1.0)
+    manifest.record("exl2 4.25bpw", key=codebooga.merge.build._exl2_key(job, manifest), files=files, seconds=1.0)
 
     again = build(recipe, ["Q4_K_M"], progress=False, exl2_bits=4.25)
     assert again.ran == [] and "quantize EXL2 4.25bpw → TinyBooga-v0.1-4.25bpw-exl2" in again.skipped
@@ -69,5 +69,5 @@ def test_an_up_to_date_exl2_step_is_skipped_without_a_gpu(recipe: Path) -> None:
             "sha256": sha256_file(job.output_dir / "output.safetensors")} in listed  # fmt: skip
 
     (job.output_dir / "output.safetensors").write_bytes(b"changed!")
-    with pytest.raises(merge.build.Exl2Error, match="EXL2 quantization needs"):
+    with pytest.raises(codebooga.merge.build.Exl2Error, match="EXL2 quantization needs"):
         build(recipe, ["Q4_K_M"], progress=False, exl2_bits=4.25)

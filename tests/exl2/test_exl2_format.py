@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exl2_helpers import gpu_skip_reason, write_safetensors_header
-from server.engine.model_format import ModelFormat, ModelFormatError, detect_format
+from codebooga.merge.shared.model_format import ModelFormat, ModelFormatError, detect_format
 
 
 def test_a_file_is_served_by_llama_cpp(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_serve_refuses_an_unquantized_folder_in_one_line(run_cli, llama_dir: Pat
     assert code == 2 and len(err.strip().splitlines()) == 1 and "convert it first" in err
 
 
-@pytest.mark.parametrize(("value", "words"), [("0,24", "positive"), ("big", "expected auto or GB per GPU")])
+@pytest.mark.parametrize(("value", "words"), [("0,24", "positive"), ("big", "must be auto or GB per GPU")])
 def test_serve_checks_the_gpu_split(run_cli, value: str, words: str) -> None:
     code, _, err = run_cli("serve", "--gpu-split", value)
     assert code == 2 and words in err
@@ -78,8 +78,9 @@ def test_serve_checks_the_gpu_split(run_cli, value: str, words: str) -> None:
 
 def test_nothing_outside_the_exl2_backend_imports_exllamav2_or_torch() -> None:
     script = (
-        "import sys, server.cli, server.engine.loader, server.engine.model_format, merge.build, merge.exl2.cli;"
-        "server.cli.build_parser();"
+        "import sys, codebooga.server.cli, codebooga.server.engine.loader, codebooga.merge.shared.model_format,"
+        " codebooga.merge.build, codebooga.merge.exl2.cli;"
+        "codebooga.server.cli.build_parser();"
         "print(sorted(m for m in ('torch', 'exllamav2', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,

@@ -41,11 +41,11 @@ def hf_model(llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def quantize(hf_model: Path, bits: str, head_bits: str) -> Path:
-    import server.cli
+    import codebooga.server.cli
 
     output = hf_model.parent / f"TinyLlama-{bits}bpw-exl2"
     if not output.exists():
-        code = server.cli.main(["quantize-exl2", str(hf_model), str(output), "--bits", bits, "--head-bits", head_bits])
+        code = codebooga.server.cli.main(["quantize-exl2", str(hf_model), str(output), "--bits", bits, "--head-bits", head_bits])
         assert code == 0
     return output
 
@@ -162,8 +162,8 @@ def test_tokens_per_second(server: RunningServer, client: openai.OpenAI, capsys:
 
 def test_greedy_tokens_match_the_gguf_on_llama_cpp(exl2_8: Path, hf_model: Path, tmp_path: Path) -> None:
     """8-bit EXL2 against an F16 GGUF of the same weights: the first greedy tokens agree."""
-    from merge.gguf.convert import convert
-    from merge.gguf.formats import OutType
+    from codebooga.merge.gguf.convert import convert
+    from codebooga.merge.gguf.formats import OutType
 
     gguf = convert(hf_model, tmp_path / "tiny.F16.gguf", OutType.F16, progress=False)
     answers = {}

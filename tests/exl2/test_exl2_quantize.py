@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exl2_helpers import gpu_skip_reason
-from merge.exl2.convert import Exl2Error, Exl2Job, can_resume, converter_command, prepare_input, run_passing_output, validate
+from codebooga.merge.exl2.convert import Exl2Error, Exl2Job, can_resume, converter_command, prepare_input, run_passing_output, validate
 
 
 @pytest.fixture()

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from merge.exl2.convert import Exl2Job, needs_staging, prepare_input
-from merge.exl2.legacy_config import exllamav2_rope_keys
-from server.engine.exllamav2.model import Exl2LoadError, apply_rope_parameters
+from codebooga.merge.exl2.convert import Exl2Job, needs_staging, prepare_input
+from codebooga.merge.exl2.legacy_config import exllamav2_rope_keys
+from codebooga.server.engine.exllamav2.model import Exl2LoadError, apply_rope_parameters
 
 TRANSFORMERS_5 = {"rope_parameters": {"rope_theta": 1_000_000.0, "rope_type": "default"}, "vocab_size": 608}
 

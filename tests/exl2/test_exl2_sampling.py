@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from exl2_helpers import SETTINGS_FIELDS
-from server.engine.exllamav2.sampling import job_seed, sampler_fields
-from server.engine.types import SamplingParams
+from codebooga.server.engine.exllamav2.sampling import job_seed, sampler_fields
+from codebooga.server.engine.types import SamplingParams
 
 
 def test_every_field_is_set() -> None:

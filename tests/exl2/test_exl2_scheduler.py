@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from server.engine.errors import InvalidRequest, Overloaded
-from server.engine.exllamav2.scheduler import Scheduler, result_events
-from server.engine.types import BackendJob, SampledToken, SamplingParams, SequenceFinished
+from codebooga.server.engine.errors import InvalidRequest, Overloaded
+from codebooga.server.engine.exllamav2.scheduler import Scheduler, result_events
+from codebooga.server.engine.types import BackendJob, SampledToken, SamplingParams, SequenceFinished
 
 torch = pytest.importorskip("torch")
 

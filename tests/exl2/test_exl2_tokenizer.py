@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from merge.exl2.tokenizer_json import TokenizerError, needs_tokenizer_json, write_tokenizer_json
-from server.engine.exllamav2.vocab import HfVocabulary
+from codebooga.merge.exl2.tokenizer_json import TokenizerError, needs_tokenizer_json, write_tokenizer_json
+from codebooga.server.engine.exllamav2.vocab import HfVocabulary
 
 sentencepiece = pytest.importorskip("sentencepiece")
 

@@ -10,9 +10,9 @@ import gguf
 import pytest
 import yaml
 
-import merge.build
-from merge.build import build
-from merge.gguf.manifest import sha256_file
+import codebooga.merge.build
+from codebooga.merge.build import build
+from codebooga.merge.gguf.manifest import sha256_file
 
 @pytest.fixture(scope="module")
 def recipe(make_recipe: Callable[[str], Path]) -> Path:
@@ -20,11 +20,11 @@ def recipe(make_recipe: Callable[[str], Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_build(recipe: Path) -> merge.build.BuildResult:
+def first_build(recipe: Path) -> codebooga.merge.build.BuildResult:
     return build(recipe, ["Q4_K_M"], threads=2, progress=False)
 
 
-def test_build_produces_a_named_q4_k_m_file_and_a_manifest(recipe: Path, first_build: merge.build.BuildResult) -> None:
+def test_build_produces_a_named_q4_k_m_file_and_a_manifest(recipe: Path, first_build: codebooga.merge.build.BuildResult) -> None:
     folder = recipe.parent / "TinyBooga-v0.1-GGUF"
     target = folder / "TinyBooga-v0.1.Q4_K_M.gguf"
     assert first_build.outputs == [target]
@@ -51,7 +51,7 @@ def test_build_produces_a_named_q4_k_m_file_and_a_manifest(recipe: Path, first_b
     assert set(manifest["steps"]) == {"merge", "convert", "quantize Q4_K_M"}
 
 
-def test_rerun_skips_every_finished_step(recipe: Path, first_build: merge.build.BuildResult) -> None:
+def test_rerun_skips_every_finished_step(recipe: Path, first_build: codebooga.merge.build.BuildResult) -> None:
     target = first_build.outputs[0]
     before = target.stat().st_mtime_ns
     again = build(recipe, ["Q4_K_M"], progress=False)
@@ -61,10 +61,10 @@ def test_rerun_skips_every_finished_step(recipe: Path, first_build: merge.build.
 
 
 def test_interrupted_quantization_is_redone_and_nothing_else(
-    recipe: Path, first_build: merge.build.BuildResult, monkeypatch: pytest.MonkeyPatch
+    recipe: Path, first_build: codebooga.merge.build.BuildResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_quantize = merge.build.quantize
+    real_quantize = codebooga.merge.build.quantize
 
     def interrupted(source: Path, target: Path, kind: str, **options: object) -> Path:
         calls.append(kind)
@@ -72,7 +72,7 @@ def test_interrupted_quantization_is_redone_and_nothing_else(
             raise KeyboardInterrupt
         return real_quantize(source, target, kind, **options)
 
-    monkeypatch.setattr(merge.build, "quantize", interrupted)
+    monkeypatch.setattr(codebooga.merge.build, "quantize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(recipe, ["Q4_K_M", "Q8_0"], progress=False)
     folder = first_build.outputs[0].parent
@@ -84,7 +84,7 @@ def test_interrupted_quantization_is_redone_and_nothing_else(
     assert [path.name for path in resumed.outputs] == ["TinyBooga-v0.1.Q4_K_M.gguf", "TinyBooga-v0.1.Q8_0.gguf"]
 
 
-def test_changed_output_is_rebuilt(recipe: Path, first_build: merge.build.BuildResult) -> None:
+def test_changed_output_is_rebuilt(recipe: Path, first_build: codebooga.merge.build.BuildResult) -> None:
     target = first_build.outputs[0]
     original = target.read_bytes()
     target.write_bytes(original[:-1024])

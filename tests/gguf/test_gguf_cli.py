@@ -10,7 +10,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from merge.gguf.formats import QUANT_TYPES
+from codebooga.merge.gguf.formats import QUANT_TYPES
 
 CliRunner = Callable[..., tuple[int, str, str]]
 
@@ -45,7 +45,7 @@ def test_convert_embeds_a_custom_chat_template(run_cli: CliRunner, llama_dir: Pa
         (("convert", "{tmp}/nowhere", "{tmp}/o.gguf"), "model folder not found: {tmp}/nowhere"),
         (("convert", "{tmp}", "{tmp}/o.gguf", "--chat-template", "{tmp}/none.jinja"),
          "{tmp}/none.jinja: cannot read chat template (No such file or directory)"),
-        (("build", "{tmp}/recipe.yaml", "--quant", "Q4_K_M", "Q7"), "unknown quantization type 'Q7'; choose one of:"),
+        (("build", "codebooga-34b-v0.1", "--quant", "Q4_K_M", "Q7"), "unknown quantization type 'Q7'; choose one of:"),
         (("build", "{tmp}/recipe.yaml"), "recipe not found: {tmp}/recipe.yaml"),
     ],
     ids=["unknown-type", "missing-gguf", "missing-model", "missing-template", "build-unknown-type", "missing-recipe"],
@@ -62,7 +62,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
 
 
 def test_cli_module_imports_nothing_heavy() -> None:
-    probe = "import sys, merge.gguf.cli; print(sorted({'numpy', 'torch', 'gguf', 'llama_cpp'} & set(sys.modules)))"
+    probe = "import sys, codebooga.merge.gguf.cli; print(sorted({'numpy', 'torch', 'gguf', 'llama_cpp'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -84,9 +84,9 @@ def test_build_end_to_end_with_progress_and_manifest(run_cli: CliRunner, make_re
 
 
 def test_missing_build_extra_is_named(run_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import merge.gguf.cli
+    import codebooga.merge.gguf.cli
 
-    monkeypatch.setitem(merge.gguf.cli._NEEDS, "quantize", ("tqdm", "no_such_module_for_test"))
+    monkeypatch.setitem(codebooga.merge.gguf.cli._NEEDS, "quantize", ("tqdm", "no_such_module_for_test"))
     code, _, err = run_cli("quantize", tmp_path / "in.gguf", tmp_path / "out.gguf", "--type", "Q4_K_M")
     assert code == 2
     assert err == "codebooga: error: `codebooga quantize` needs no_such_module_for_test: pip install 'codebooga[build]'\n"

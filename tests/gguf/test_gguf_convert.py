@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from merge.errors import MergeError
-from merge.gguf import convert as convert_module
-from merge.gguf.convert import DEFAULT_CHAT_TEMPLATE, convert
-from merge.gguf.formats import OutType
+from codebooga.merge.errors import MergeError
+from codebooga.merge.gguf import convert as convert_module
+from codebooga.merge.gguf.convert import convert
+from codebooga.merge.gguf.formats import OutType
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,8 +80,8 @@ def test_vocab_and_special_tokens(f32_gguf: Path, tokenizer_model: Path) -> None
 
 
 def test_alpaca_template_is_embedded_verbatim(f32_gguf: Path) -> None:
-    assert DEFAULT_CHAT_TEMPLATE == REPO_ROOT / "prompts" / "alpaca.jinja"
-    assert fields(f32_gguf)["tokenizer.chat_template"] == DEFAULT_CHAT_TEMPLATE.read_text(encoding="utf-8")
+    alpaca = (REPO_ROOT / "prompts" / "alpaca.jinja").read_text(encoding="utf-8")
+    assert fields(f32_gguf)["tokenizer.chat_template"] == alpaca
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import gguf
 import numpy as np
 import pytest
 
-from merge.gguf.errors import GGUFError
-from merge.gguf.formats import QUANT_TYPES
-from merge.gguf.quantize import quantize
+from codebooga.merge.gguf.errors import GGUFError
+from codebooga.merge.gguf.formats import QUANT_TYPES
+from codebooga.merge.gguf.quantize import quantize
 
 
 def file_type(path: Path) -> int:

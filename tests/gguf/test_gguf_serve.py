@@ -14,7 +14,7 @@ from server_process import running_server
 
 @pytest.fixture(scope="module")
 def built_model(make_recipe: Callable[[str], Path]) -> Path:
-    from merge.build import build
+    from codebooga.merge.build import build
 
     (model,) = build(make_recipe("ServedBooga-v0.1"), ["Q4_K_M"], threads=2, progress=False).outputs
     return model

@@ -196,15 +196,15 @@ def test_dry_run_prints_every_tensor_and_writes_nothing(run_cli, parents, tmp_pa
 
 
 def test_interrupt_leaves_no_output(run_cli, parents, tmp_path, monkeypatch):
-    import merge.pipeline
+    import codebooga.merge.pipeline
 
     def interrupted_run(plan, model1, model2, writer, dtype, progress, chunk_bytes):
         def stop_midway(tensor, nbytes):
             if tensor.name.startswith("model.layers.2."):
                 raise KeyboardInterrupt
-        merge.engine.run_plan(plan, model1, model2, writer, dtype, stop_midway, chunk_bytes)
+        codebooga.merge.engine.run_plan(plan, model1, model2, writer, dtype, stop_midway, chunk_bytes)
 
-    monkeypatch.setattr(merge.pipeline, "run_plan", interrupted_run)
+    monkeypatch.setattr(codebooga.merge.pipeline, "run_plan", interrupted_run)
     code, _, err = run_cli("merge", recipe_file(tmp_path, *parents))
     assert code == 130, err
     assert "interrupted" in err
@@ -212,12 +212,12 @@ def test_interrupt_leaves_no_output(run_cli, parents, tmp_path, monkeypatch):
 
 
 def test_write_failure_is_one_line_and_cleans_up(run_cli, parents, tmp_path, monkeypatch):
-    import merge.writer
+    import codebooga.merge.writer
 
     def disk_full(self, name, chunk):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(merge.writer.ShardedWriter, "write", disk_full)
+    monkeypatch.setattr(codebooga.merge.writer.ShardedWriter, "write", disk_full)
     assert_one_line_failure(run_cli("merge", recipe_file(tmp_path, *parents)), "No space left on device")
     assert_nothing_written(tmp_path)
 
@@ -230,13 +230,13 @@ def test_progress_and_summary_go_to_stderr(run_cli, parents, tmp_path):
 
 
 def test_merge_is_registered_with_the_dispatcher():
-    import server.cli
+    import codebooga.server.cli
 
-    assert "merge.cli" in server.cli.SUBCOMMAND_MODULES
+    assert "codebooga.merge.cli" in codebooga.server.cli.SUBCOMMAND_MODULES
 
 
 def test_cli_module_imports_no_heavy_dependencies():
-    code = "import sys, merge.cli; heavy = {'torch', 'numpy', 'yaml', 'tqdm'} & set(sys.modules); print(sorted(heavy))"
+    code = "import sys, codebooga.merge.cli; heavy = {'torch', 'numpy', 'yaml', 'tqdm'} & set(sys.modules); print(sorted(heavy))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

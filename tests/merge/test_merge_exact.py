@@ -148,7 +148,7 @@ def test_other_output_dtypes_match_reference(dtype, model_factory, run_cli, tmp_
 
 
 def test_tiny_chunks_give_the_same_bits(model_factory, tmp_path):
-    from merge.pipeline import execute_merge, prepare_merge
+    from codebooga.merge.pipeline import execute_merge, prepare_merge
 
     folder1, folder2 = model_factory(WIZARD_LIKE), model_factory(PHIND_LIKE)
     recipe_path = write_recipe(tmp_path / "recipe.yaml", folder1, folder2, tmp_path / "out", OVERLAPPING_OPERATIONS)

@@ -7,7 +7,6 @@ the online path is checked with huggingface_hub's functions replaced.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,26 +16,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests.merge.hub_cache import add_to_cache
 from tests.merge.parents import PHIND_LIKE, WIZARD_LIKE
 
 pytest.importorskip("huggingface_hub")
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def add_to_cache(cache: Path, repo_id: str, folder: Path) -> None:
-    """Store `folder`'s files as huggingface_hub does: content-addressed blobs, symlinked from a snapshot."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for file in folder.iterdir():
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
 
 
 def run_offline(tmp_path: Path, cache: Path, model1: str, model2: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +33,7 @@ def run_offline(tmp_path: Path, cache: Path, model1: str, model2: str) -> subpro
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf-home")}
     repo_root = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        [sys.executable, "-m", "server", "merge", str(recipe)],
+        [sys.executable, "-m", "codebooga.server", "merge", str(recipe)],
         capture_output=True, text=True, env=env, cwd=repo_root, timeout=120,
     )
 
@@ -81,7 +64,7 @@ def test_online_download_asks_for_one_weight_format(monkeypatch, tmp_path):
     import huggingface_hub
     from huggingface_hub import constants
 
-    from merge.hub import resolve_model
+    from codebooga.merge.hub import resolve_model
 
     requests = []
     repo_files = ["config.json", "pytorch_model-00001-of-00002.bin", "model-00001-of-00002.safetensors",
@@ -106,7 +89,7 @@ def test_unreachable_hub_falls_back_to_cache(monkeypatch, tmp_path):
     import huggingface_hub
     from huggingface_hub import constants
 
-    from merge.hub import resolve_model
+    from codebooga.merge.hub import resolve_model
 
     def no_network(self, repo_id):
         raise ConnectionError("Name or service not known")
@@ -129,6 +112,6 @@ def test_unreachable_hub_falls_back_to_cache(monkeypatch, tmp_path):
     ("a/b/c", False),
 ])
 def test_hub_id_shape(spec, expected):
-    from merge.hub import is_hub_id
+    from codebooga.merge.hub import is_hub_id
 
     assert is_hub_id(spec) is expected

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from merge.checkpoint import CheckpointError, open_checkpoint
-from merge.dtypes import narrow_from_float32
-from merge.plan import gradient_ratios, module_order_key
-from merge.recipe import RecipeError, parse_size
-from merge.writer import OutputTensor, assign_shards
+from codebooga.merge.checkpoint import CheckpointError, open_checkpoint
+from codebooga.merge.shared.files import UnreadableFileError
+from codebooga.merge.dtypes import narrow_from_float32
+from codebooga.merge.plan import gradient_ratios, module_order_key
+from codebooga.merge.recipe import RecipeError, parse_size
+from codebooga.merge.writer import OutputTensor, assign_shards
 from tests.merge.parents import FLOAT32_BIN, PHIND_LIKE, WIZARD_LIKE, generate_state_dict, module_order_shapes
 
 torch = pytest.importorskip("torch")
@@ -48,7 +49,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="model folder not found"):
         open_checkpoint(tmp_path / "absent")
     (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
-    with pytest.raises(CheckpointError, match="corrupt safetensors header"):
+    with pytest.raises(UnreadableFileError, match="corrupt safetensors header"):
         open_checkpoint(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "gone.safetensors"}}))
@@ -110,14 +111,14 @@ def test_parse_size_rejects(text):
 @pytest.fixture(params=["numpy", "torch"])
 def conversion_backend(request, monkeypatch):
     """Run a test once with numpy's conversions and once with torch's (after the background import)."""
-    import merge.dtypes
+    import codebooga.merge.dtypes
 
     if request.param == "numpy":
-        monkeypatch.setattr(merge.dtypes._ACCELERATOR, "module", None)
+        monkeypatch.setattr(codebooga.merge.dtypes._ACCELERATOR, "module", None)
     else:
-        merge.dtypes.start_torch_import()
-        merge.dtypes.finish_torch_import()
-        assert merge.dtypes._ACCELERATOR.module is not None
+        codebooga.merge.dtypes.start_torch_import()
+        codebooga.merge.dtypes.finish_torch_import()
+        assert codebooga.merge.dtypes._ACCELERATOR.module is not None
     return request.param
 
 
@@ -133,7 +134,7 @@ def test_narrowing_matches_torch(conversion_backend):
 
 
 def test_widening_is_exact(conversion_backend):
-    from merge.dtypes import widen_to_float32
+    from codebooga.merge.dtypes import widen_to_float32
 
     every_pattern = np.arange(65536, dtype=np.uint16)
     for dtype, torch_dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
@@ -151,7 +152,7 @@ def test_shards_respect_the_limit_and_keep_order():
 
 
 def test_written_output_reads_back_with_the_safetensors_library(model_factory, tmp_path: Path):
-    from merge.writer import ShardedWriter
+    from codebooga.merge.writer import ShardedWriter
 
     safetensors_torch = pytest.importorskip("safetensors.torch")
     tensors = [OutputTensor("a", (3, 4), "bfloat16"), OutputTensor("b", (5,), "float32"), OutputTensor("c", (), "float16")]
@@ -177,9 +178,9 @@ RECIPES = Path(__file__).resolve().parents[2] / "merge" / "recipes"
 
 
 def test_shipped_seed_recipe_selects_what_the_model_card_says():
-    from merge.hub import is_hub_id
-    from merge.plan import gradient_ratios
-    from merge.recipe import load_recipe
+    from codebooga.merge.hub import is_hub_id
+    from codebooga.merge.plan import gradient_ratios
+    from codebooga.merge.recipe import load_recipe
 
     recipe = load_recipe(RECIPES / "codebooga-34b-v0.1.yaml")
     assert recipe.model_path1 == "Phind/Phind-CodeLlama-34B-v2" and is_hub_id(recipe.model_path2)
@@ -193,7 +194,7 @@ def test_shipped_seed_recipe_selects_what_the_model_card_says():
 
 
 def test_reversed_recipe_swaps_the_parents_only():
-    from merge.recipe import load_recipe
+    from codebooga.merge.recipe import load_recipe
 
     seed = load_recipe(RECIPES / "codebooga-34b-v0.1.yaml")
     reversed_ = load_recipe(RECIPES / "codebooga-34b-v0.1-reversed.yaml")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from server.engine.chat_template import choose_template, from_source
-from server.engine.errors import InvalidRequest
+from codebooga.server.engine.chat_template import choose_template, from_source
+from codebooga.server.engine.errors import InvalidRequest
 
 PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."

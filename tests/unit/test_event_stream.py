@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from server.api.streaming import EventStreamResponse
+from codebooga.server.api.streaming import EventStreamResponse
 
 SCOPE = {"type": "http", "asgi": {"spec_version": "2.3"}}
 

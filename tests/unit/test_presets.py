@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.errors import InvalidRequest
-from server.engine.presets import PresetBook, PresetError
-from server.resources import PRESETS_DIR
+from codebooga.presets import preset_folder
+from codebooga.server.engine.errors import InvalidRequest
+from codebooga.server.engine.presets import PresetBook, PresetError
 
 
 @pytest.fixture(scope="module")
 def book() -> PresetBook:
-    return PresetBook.load(PRESETS_DIR)
+    return PresetBook.load(preset_folder())
 
 
 def test_divine_intellect_holds_the_seeds_values(book: PresetBook) -> None:

@@ -1,7 +1,7 @@
 """Stop-string holdback and UTF-8-safe incremental detokenization."""
 
-from server.engine.text_stream import ChoiceText, StopStringHoldback
-from server.engine.types import TokenLogprob
+from codebooga.server.engine.text_stream import ChoiceText, StopStringHoldback
+from codebooga.server.engine.types import TokenLogprob
 
 
 def feed_all(holdback: StopStringHoldback, parts: list[str]) -> tuple[str, bool]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.engine.exllamav2.model import Exl2Model, Exl2Options
-from server.engine.exllamav2.scheduler import Scheduler
-from server.engine.job_stream import ThreadedJobStream
-from server.engine.exllamav2.vocab import HfVocabulary
-from server.engine.types import BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.exllamav2.model import Exl2Model, Exl2Options
+from codebooga.server.engine.exllamav2.scheduler import Scheduler
+from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.exllamav2.vocab import HfVocabulary
+from codebooga.server.engine.types import BackendJob, BackendStats, ModelInfo
 
 
 class Exl2Backend:

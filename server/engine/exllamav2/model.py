@@ -1,19 +1,20 @@
 """Loading an EXL2 folder into exllamav2: config, weights (auto or manual GPU split), KV cache, dynamic generator.
 
-Imports exllamav2 and torch; only the loader imports this module, after `availability.missing_requirement()`.
+Imports exllamav2 and torch; only the loader imports this module, after `missing_exl2_requirement()` said
+they can work.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from merge.exl2.legacy_config import exllamav2_rope_keys
-from server.engine.exllamav2.availability import has_paged_attention
-from server.engine.types import BackendJob
+from codebooga.merge.exl2.legacy_config import exllamav2_rope_keys
+from codebooga.merge.shared.files import read_json_object
+from codebooga.server.engine.types import BackendJob
 
 log = logging.getLogger("codebooga.exllamav2")
 
@@ -35,7 +36,7 @@ class Exl2Options:
 def apply_rope_parameters(config: Any, folder: Path) -> None:
     """RoPE settings that transformers 5 wrote under `rope_parameters`, where exllamav2 does not look (it would
     silently use a base of 10000): the base, and a linear scaling factor; other scaling types are refused."""
-    rope = exllamav2_rope_keys(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    rope = exllamav2_rope_keys(read_json_object(folder / "config.json"))
     if "rope_theta" in rope:
         config.rotary_embedding_base = float(rope["rope_theta"])
     scaling = rope.get("rope_scaling")
@@ -46,6 +47,15 @@ def apply_rope_parameters(config: Any, folder: Path) -> None:
                 "where exllamav2 does not read it; copy it to a top-level rope_scaling entry"
             )
         config.scale_pos_emb = float(scaling["factor"])
+
+
+def has_paged_attention() -> bool:
+    """exllamav2 batches several jobs only in paged mode, which needs flash-attn >= 2.5.7."""
+    if importlib.util.find_spec("flash_attn") is None:
+        return False
+    from exllamav2.attn import has_flash_attn_with_paged
+
+    return bool(has_flash_attn_with_paged)
 
 
 def cache_tokens(max_seq_len: int, slots: int) -> int:
@@ -107,7 +117,7 @@ class Exl2Model:
         import torch
         from exllamav2.generator import ExLlamaV2DynamicJob
 
-        from server.engine.exllamav2.sampling import job_seed, make_settings
+        from codebooga.server.engine.exllamav2.sampling import job_seed, make_settings
 
         return ExLlamaV2DynamicJob(
             input_ids=torch.tensor([spec.prompt_tokens], dtype=torch.long),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.engine.types import SamplingParams
+from codebooga.server.engine.types import SamplingParams
 
 
 def sampler_fields(params: SamplingParams) -> dict[str, Any]:

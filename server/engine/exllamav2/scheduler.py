@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server.engine.job_loop import JobLoop
-from server.engine.job_queue import WaitingQueue
-from server.engine.job_stream import ThreadedJobStream
-from server.engine.metrics import ThroughputMeter
-from server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
+from codebooga.server.engine.job_loop import JobLoop
+from codebooga.server.engine.job_queue import WaitingQueue
+from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.metrics import ThroughputMeter
+from codebooga.server.engine.types import BackendEvent, BackendJob, BackendStats, SampledToken, SequenceFailed, SequenceFinished
 
 log = logging.getLogger("codebooga.exllamav2")
 

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from codebooga.merge.shared.files import read_json_object
+
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -33,17 +35,6 @@ def _byte_decoder() -> dict[str, int]:
             codes.append(256 + extra)
             extra += 1
     return {chr(code): byte for byte, code in zip(printable, codes)}
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a model folder, {} when the file is absent."""
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise VocabError(f"{path}: unreadable JSON ({error})") from None
-    return value if isinstance(value, dict) else {}
 
 
 def _token_ids(value: Any) -> list[int]:
@@ -67,13 +58,13 @@ class HfVocabulary:
             self._tokenizer = Tokenizer.from_file(str(path))
         except Exception as error:  # tokenizers raises a bare Exception for malformed files
             raise VocabError(f"{path}: not a tokenizers file ({str(error).splitlines()[0][:200]})") from None
-        document = read_json(path)
+        document = read_json_object(path)
         self._byte_level = "ByteLevel" in json.dumps(document.get("decoder"))
         self._special = {entry["id"]: entry["content"] for entry in document.get("added_tokens", []) if entry.get("special")}
         self._added = {entry["id"]: entry["content"] for entry in document.get("added_tokens", [])}
-        self.config = read_json(folder / "config.json")
-        self.tokenizer_config = read_json(folder / "tokenizer_config.json")
-        generation = read_json(folder / "generation_config.json")
+        self.config = read_json_object(folder / "config.json", missing_ok=True)
+        self.tokenizer_config = read_json_object(folder / "tokenizer_config.json", missing_ok=True)
+        generation = read_json_object(folder / "generation_config.json", missing_ok=True)
         self.n_vocab = max(self._tokenizer.get_vocab_size(with_added_tokens=True), int(self.config.get("vocab_size", 0)))
         self.bos_token_id = self._special_id("bos", generation)
         self.eos_token_id = self._special_id("eos", generation)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
-from server.engine.job_stream import ThreadedJobStream
-from server.engine.llama_cpp.scheduler import Scheduler
-from server.engine.types import BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.llama_cpp.scheduler import Scheduler
+from codebooga.server.engine.types import BackendJob, BackendStats, ModelInfo
 
 
 class LlamaCppBackend:

@@ -17,6 +17,8 @@ from pathlib import Path
 import llama_cpp as llama
 import numpy as np
 
+from codebooga.server.engine.llama_cpp.amx_guard import choose_extra_buffer_types
+
 log = logging.getLogger("codebooga.llama_cpp")
 
 _GGML_LOG_LEVEL_WARN = 3
@@ -50,6 +52,11 @@ llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
 llama.llama_backend_init()
 
 
+def system_info() -> str:
+    """The loaded llama.cpp build's features, e.g. `CPU : SSE3 = 1 | AVX2 = 1 | ... | REPACK = 1`."""
+    return llama.llama_print_system_info().decode("utf-8", errors="replace")
+
+
 class ModelLoadError(Exception):
     """The model file could not be loaded; the message says which file and why."""
 
@@ -69,8 +76,15 @@ class LlamaCppModel:
     def __init__(self, path: Path, options: ContextOptions) -> None:
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        # Again at every load: llama.cpp keeps one log callback per process, and another user of it in this
+        # process (the quantizer of `codebooga build`) may have installed its own since the import.
+        llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
+        buffer_types = choose_extra_buffer_types(system_info())
+        if buffer_types.warning is not None:
+            log.warning(buffer_types.warning)
+        model_params.use_extra_bufts = buffer_types.enabled
         self.model = llama.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model:
             raise ModelLoadError(f"llama.cpp could not load {path}: not a GGUF model it supports{_last_llama_error()}")

@@ -12,7 +12,7 @@ from typing import Protocol
 import llama_cpp as llama
 import numpy as np
 
-from server.engine.types import SamplingParams
+from codebooga.server.engine.types import SamplingParams
 
 
 class TokenPicker(Protocol):

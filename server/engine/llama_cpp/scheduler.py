@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import llama_cpp as llama
 import numpy as np
 
-from server.engine.job_loop import JobLoop
-from server.engine.job_queue import WaitingQueue
-from server.engine.job_stream import ThreadedJobStream
-from server.engine.llama_cpp.model import LlamaCppModel
-from server.engine.llama_cpp.sampling import TokenPicker, new_token_picker, token_logprobs
-from server.engine.metrics import ThroughputMeter
-from server.engine.types import (
+from codebooga.server.engine.job_loop import JobLoop
+from codebooga.server.engine.job_queue import WaitingQueue
+from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.llama_cpp.model import LlamaCppModel
+from codebooga.server.engine.llama_cpp.sampling import TokenPicker, new_token_picker, token_logprobs
+from codebooga.server.engine.metrics import ThroughputMeter
+from codebooga.server.engine.types import (
     BackendEvent,
     BackendJob,
     BackendStats,

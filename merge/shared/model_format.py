@@ -9,14 +9,13 @@ Only the JSON headers are read (a few KB), never the tensors.
 
 from __future__ import annotations
 
-import json
-import struct
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from codebooga.merge.shared.files import UnreadableFileError, read_json_object, read_safetensors_header
+
 EXL2_TENSOR_SUFFIXES = (".q_invperm", ".q_groups")
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 class ModelFormat(Enum):
@@ -55,21 +54,15 @@ def is_exl2_config(config: dict[str, Any]) -> bool:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelFormatError(f"--model {path}: unreadable config.json ({error})") from None
-    return value if isinstance(value, dict) else {}
+        return read_json_object(path)
+    except UnreadableFileError as error:
+        raise ModelFormatError(f"--model: {error}") from None
 
 
 def _has_exl2_tensors(shard: Path) -> bool:
-    """Whether a safetensors file's header names EXL2 tensors (safetensors: u64 header length, JSON header)."""
+    """Whether a safetensors file's header names EXL2 tensors; an unreadable header names none."""
     try:
-        with shard.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > _MAX_HEADER:
-                return False
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
+        header, _ = read_safetensors_header(shard)
+    except UnreadableFileError:
         return False
     return any(name.endswith(EXL2_TENSOR_SUFFIXES) for name in header)
-
