@@ -18,7 +18,7 @@ from pathlib import Path
 
 import llama_cpp as llama
 
-from codebooga.server.resources import embedded_model_path
+from codebooga.server.embedded_model import embedded_model_path
 
 PROMPT_TOKENS = 512
 DECODE_TOKENS = 128
