@@ -2,9 +2,9 @@
 
 Request bodies are read by `api/body.py` (size limit, strict JSON, off the event loop), not by FastAPI, so the
 routes declare them here: each body is a `$ref` into `components/schemas`, where the request models' schemas
-(and the models they nest) are added next to FastAPI's response models, with the chat stream's chunk. Left to itself FastAPI inlines such a
-schema with its own `$defs`, whose `#/$defs/...` references dangle at the document root; schema-driven clients,
-fuzzers and /docs then see nothing. FastAPI's 422 validation-error responses are dropped: this API answers
+(and the models they nest) are added next to FastAPI's response models, with the chat stream's chunk. Left to
+itself FastAPI inlines such a schema with its own `$defs`, whose `#/$defs/...` references dangle at the document
+root; schema-driven clients, fuzzers and /docs then see nothing. FastAPI's 422 validation-error responses are dropped: this API answers
 bad input with 400 in OpenAI's error shape.
 """
 

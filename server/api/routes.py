@@ -149,7 +149,10 @@ async def tokenize(request: Request, engine: Engine = Depends(engine_of)) -> Res
 
 
 @tokenizer_router.post(
-    "/detokenize", response_model=DetokenizeResponse, openapi_extra=request_body(DetokenizeRequest), responses=_BODY_ERRORS
+    "/detokenize",
+    response_model=DetokenizeResponse,
+    openapi_extra=request_body(DetokenizeRequest),
+    responses=_BODY_ERRORS,
 )
 async def detokenize(request: Request, engine: Engine = Depends(engine_of)) -> Response:
     body = await read_body(request, DetokenizeRequest)
