@@ -20,7 +20,8 @@ def test_a_configured_body_limit_wins() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("0", 0), ("4194304", 4 * MIB), ("512K", 512 * 1024), ("8M", 8 * MIB), ("8MiB", 8 * MIB), ("1g", 1024 * MIB)]
+    ("text", "size"),
+    [("0", 0), ("4194304", 4 * MIB), ("512K", 512 * 1024), ("8M", 8 * MIB), ("8MiB", 8 * MIB), ("1g", 1024 * MIB)],
 )
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
