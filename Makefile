@@ -23,7 +23,7 @@ LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; gre
 WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/wheels/$(LLAMA_BUILD_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.built
 
-.PHONY: serve test bench soak llama-wheel clean
+.PHONY: serve test bench soak fuzz llama-wheel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench: $(VENV)/.dev-installed
 
 soak: $(VENV)/.dev-installed
 	CODEBOOGA_SOAK_SECONDS=120 $(BIN)/python -m pytest tests/engine/test_soak.py -s -o timeout=900
+
+# schemathesis against the real server with a fresh seed; `make test` runs a short, seeded round.
+fuzz: $(VENV)/.dev-installed
+	CODEBOOGA_FUZZ_PHASES=coverage,fuzzing CODEBOOGA_FUZZ_EXAMPLES=300 CODEBOOGA_FUZZ_SEED= \
+		$(BIN)/python -m pytest tests/api/test_fuzz.py -s -o timeout=3600
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -14,6 +14,7 @@ prefixes with where the value came from.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
@@ -110,6 +111,17 @@ def whole_number(minimum: int) -> Parse:
         return number
 
     return parse
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def byte_size(value: object) -> int:
+    """`4194304`, `512K`, `8M`, `8MiB` → bytes (binary units)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:I?B)?\s*", str(value), re.IGNORECASE)
+    if isinstance(value, bool) or match is None:
+        raise BadValue(f"must be a size in bytes like 4194304, 512K or 8M, got {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 def seconds(*, positive: bool = False) -> Parse:

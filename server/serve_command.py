@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from codebooga.server.api.app import create_app
+    from codebooga.server.api.http_protocol import GuardedHttpProtocol
     from codebooga.server.engine.loader import load_engine
 
     assert settings.model is not None
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         # Without a bound, a stop waits for every running generation to end (minutes for a long answer) and
         # a container manager kills the process first; past the grace the streams are cut and their jobs cancelled.
         timeout_graceful_shutdown=settings.shutdown_grace,
+        # uvicorn's httptools protocol with header timeouts and a connection limit (api/http_protocol.py)
+        http=functools.partial(GuardedHttpProtocol, limits=settings.request_limits()),  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     log.info("codebooga serving %s on http://%s:%d (API docs at /docs)", model_path, settings.host, settings.port)

@@ -11,7 +11,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codebooga.server.options import gb_per_gpu, key_list, one_of, option, path, seconds, text, whole_number
+from codebooga.server.api.limits import RequestLimits
+from codebooga.server.options import (
+    byte_size,
+    gb_per_gpu,
+    key_list,
+    one_of,
+    option,
+    path,
+    seconds,
+    text,
+    whole_number,
+)
 
 EXL2_CACHE_TYPES = ("fp16", "q8", "q6", "q4")  # ExLlamaV2 KV cache: FP16, or quantized to 8/6/4 bits
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -78,6 +89,29 @@ class ServeSettings:
         "`server_shutting_down` error event", metavar="S",
     )  # fmt: skip
     log_level: str = option("info", one_of(*LOG_LEVELS), "log verbosity", metavar="|".join(LOG_LEVELS))
+    max_body_size: int = option(
+        0, byte_size, "largest request body (`512K`, `8M`, ...); larger gets 413 before it is read; `0` sizes it "
+        "from the context: 512 bytes per token, at least 4 MiB", metavar="BYTES", shown_default="`0` (from the context)",
+    )  # fmt: skip
+    max_connections: int = option(
+        512, whole_number(1), "open HTTP connections, idle ones included; one more gets 503 and is closed", metavar="N"
+    )
+    header_timeout: float = option(
+        10.0, seconds(positive=True), "seconds a connection may take to send a request's headers; then it is closed",
+        metavar="S",
+    )  # fmt: skip
+    body_timeout: float = option(
+        60.0, seconds(positive=True), "seconds a request's body may take to arrive; then 408", metavar="S"
+    )
+
+    def request_limits(self) -> RequestLimits:
+        """The limits the HTTP layer enforces (server/api/limits.py documents each)."""
+        return RequestLimits(
+            max_body_bytes=self.max_body_size,
+            max_connections=self.max_connections,
+            header_timeout_seconds=self.header_timeout,
+            body_timeout_seconds=self.body_timeout,
+        )
 
 
 def default_threads() -> int:

@@ -28,6 +28,8 @@ def test_help_lists_serve() -> None:
         (("serve", "--preset", "spicy"), "unknown preset 'spicy'"),
         (("serve", "--chat-template", "/no/template.jinja"), "not a readable file"),
         (("serve", "--parallel", "0"), "--parallel must be at least 1"),
+        (("serve", "--max-connections", "0"), "--max-connections must be at least 1"),
+        (("serve", "--body-timeout", "0"), "--body-timeout must be positive"),
     ],
 )
 def test_serve_rejects_bad_options_in_one_line(args: tuple[str, ...], words: str) -> None:

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from codebooga.server.api.auth import ApiKeyCheck
 from codebooga.server.api.errors import install_error_handlers
 from codebooga.server.api.middleware import RequestIdMiddleware
+from codebooga.server.api.openapi import install_openapi
 from codebooga.server.api.routes import health_router, tokenizer_router, v1_router
 from codebooga.server.engine.engine import Engine
 from codebooga.server.settings import ServeSettings
@@ -47,6 +48,7 @@ def create_app(
         except Exception as error:  # reported once, then the server shuts down
             on_load_failure(error)
             return
+        app.state.max_body_bytes = app.state.limits.body_bytes(engine.info.context_length)
         app.state.engine = engine
         log.info(
             "model %s ready in %.1f s (%s backend, context %d, chat template %s, preset %s)",
@@ -57,6 +59,11 @@ def create_app(
             engine.chat_template.name,
             engine.default_preset,
         )
+        log.info(
+            "limits: bodies up to %d bytes, prompts up to %d characters before tokenizing",
+            app.state.max_body_bytes,
+            engine.info.context_length * engine.info.longest_token_bytes,
+        )
 
     app = FastAPI(
         title="codebooga",
@@ -65,9 +72,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.limits = settings.request_limits()
     app.state.engine = None
     app.state.started = int(time.time())
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health_router)
     requires_key = [Depends(ApiKeyCheck(list(settings.api_keys)))]
     app.include_router(v1_router, dependencies=requires_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -9,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import collect, new_id, resolve_sampling, usage_of
+from codebooga.server.api.generation import check_generation_size, collect, new_id, resolve_sampling, usage_of
 from codebooga.server.api.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -60,12 +61,14 @@ async def create_chat_completion(
         {"role": "system" if message.role == "developer" else message.role, "content": message.text()}
         for message in body.messages
     ]
-    prompt = engine.chat_prompt(messages)
+    check_generation_size(engine, 1, body.n, body.token_limit, _token_limit_param(body))
+    sampling = resolve_sampling(engine, body)
+    prompt = await asyncio.to_thread(engine.chat_prompt, messages)
     events = await engine.generate(
         GenerationRequest(
             request_id=request.state.request_id,
             prompt_tokens=prompt.tokens,
-            sampling=resolve_sampling(engine, body),
+            sampling=sampling,
             max_tokens=body.token_limit,
             stop=prompt.stop + body.stop_strings(),
             n=body.n,
@@ -89,6 +92,10 @@ async def create_chat_completion(
         for index, choice in sorted(collected.choices.items())
     ]
     return ChatCompletion(id=completion_id, created=created, model=model, choices=choices, usage=usage_of(collected.usage))
+
+
+def _token_limit_param(body: ChatCompletionRequest) -> str:
+    return "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
 
 
 async def _stream_chunks(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import collect, new_id, resolve_sampling, usage_of
+from codebooga.server.api.generation import check_generation_size, collect, new_id, resolve_sampling, usage_of
 from codebooga.server.api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from codebooga.server.api.streaming import chunk_json, merge_streams, sse_response, unless_disconnected
 from codebooga.server.engine.engine import Engine
@@ -31,16 +32,17 @@ class _Prompt:
     text: str
 
 
-def _prompts(engine: Engine, prompt: str | list[str] | list[int] | list[list[int]]) -> list[_Prompt]:
+def _prompts(engine: Engine, prompt: str | list[str] | list[int] | list[list[int]], echo: bool) -> list[_Prompt]:
+    """Tokenize (or check) every prompt; CPU work proportional to the request, so run it off the event loop."""
     if isinstance(prompt, str):
-        return [_Prompt(tuple(engine.tokenize(prompt)), prompt)]
+        return [_Prompt(engine.text_prompt(prompt, "prompt"), prompt)]
     if all(isinstance(item, str) for item in prompt):
-        return [_Prompt(tuple(engine.tokenize(text)), text) for text in prompt]  # type: ignore[arg-type]
+        return [_Prompt(engine.text_prompt(text, "prompt"), text) for text in prompt]  # type: ignore[arg-type]
     token_lists = [prompt] if all(isinstance(item, int) for item in prompt) else prompt
     prompts = []
     for tokens in token_lists:
-        engine.check_token_ids(tokens, "prompt")  # type: ignore[arg-type]
-        prompts.append(_Prompt(tuple(tokens), engine.detokenize(tokens)))  # type: ignore[arg-type]
+        checked = engine.token_prompt(tokens, "prompt")  # type: ignore[arg-type]
+        prompts.append(_Prompt(checked, engine.detokenize(checked) if echo else ""))
     return prompts
 
 
@@ -64,16 +66,11 @@ class _LogprobTable:
 
 
 async def create_completion(engine: Engine, body: CompletionRequest, request: Request, ping_seconds: float) -> Completion | Response:
-    if body.suffix:
-        raise APIError(
-            400,
-            "suffix (fill-in-the-middle) is not supported: this model family was not trained for infilling",
-            param="suffix",
-        )
     if body.echo and body.logprobs is not None:
         raise APIError(400, "echo together with logprobs is not supported; drop one of them", param="echo")
-    prompts = _prompts(engine, body.prompt)
+    check_generation_size(engine, body.prompt_count, body.n, body.max_tokens, "max_tokens")
     sampling = resolve_sampling(engine, body)
+    prompts = await asyncio.to_thread(_prompts, engine, body.prompt, body.echo)
     request_id: str = request.state.request_id
     streams = [
         await engine.generate(

@@ -82,7 +82,7 @@ def from_validation_error(error: ValidationError | RequestValidationError) -> AP
         return APIError(400, "the request body is not valid JSON", code="invalid_json")
     param = parameter_path(location) or None
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
-    if "input" in first and first.get("type") != "missing":
+    if "input" in first and first.get("type") != "missing" and "got " not in message:
         shown = json.dumps(first["input"], default=str)
         if len(shown) <= 80:
             message = f"{message} (got {shown})"

@@ -6,6 +6,8 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from codebooga.server.api.errors import APIError
+from codebooga.server.api.limits import RequestLimits
 from codebooga.server.api.schemas import SamplingRequest, Usage
 from codebooga.server.api.streaming import merge_streams
 from codebooga.server.engine.engine import Engine
@@ -25,9 +27,30 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
+def check_generation_size(engine: Engine, prompts: int, n: int, max_tokens: int | None, param: str) -> None:
+    """Refuse up front a request for more tokens than all sequences hold together; an unset max_tokens counts
+    as the context (the most one choice can generate). An n above the sequences is left to the backend, whose
+    message names --parallel."""
+    context = engine.info.context_length
+    sequences = engine.stats().slots_total
+    if n > sequences:
+        return
+    most = RequestLimits.generated_tokens(context, sequences)
+    choices = prompts * n
+    asked = choices * (max_tokens if max_tokens is not None else context)
+    if asked > most:
+        each = "max_tokens" if max_tokens is not None else f"max_tokens (unset: up to the context, {context})"
+        raise APIError(
+            400,
+            f"{choices} choices × {each} asks for {asked} tokens, more than the {most} that this server's "
+            f"{sequences} sequences of {context} tokens hold together; lower max_tokens, n or the number of prompts",
+            param=param,
+        )
+
+
 def resolve_sampling(engine: Engine, body: SamplingRequest) -> SamplingParams:
     return engine.sampling(
-        body.preset, body.sampling_fields(), seed=body.seed, logit_bias=body.logit_bias or {}
+        body.preset, body.sampling_fields(), seed=body.seed, logit_bias=body.token_bias()
     )
 
 

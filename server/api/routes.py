@@ -1,25 +1,32 @@
-"""HTTP routes: parse, delegate, return. All translation lives in chat.py / completions.py."""
+"""HTTP routes: parse, delegate, return. All translation lives in chat.py / completions.py.
+
+Bodies are read by `read_body` whatever Content-Type the client sent (curl -d sends a form type); the OpenAPI
+document declares them (`request_body`) and every error status a route answers (`error_responses`).
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypeVar
+import asyncio
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ValidationError
 
+from codebooga.server.api import prometheus
+from codebooga.server.api.body import read_body
 from codebooga.server.api.chat import create_chat_completion
 from codebooga.server.api.completions import create_completion
-from codebooga.server.api import prometheus
-from codebooga.server.api.errors import APIError, from_validation_error
+from codebooga.server.api.errors import APIError
+from codebooga.server.api.openapi import error_responses, event_stream_response, request_body
 from codebooga.server.api.schemas import (
     ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
     DetokenizeRequest,
     DetokenizeResponse,
+    ErrorResponse,
+    HealthStatus,
     ModelCard,
     ModelList,
     TokenizeRequest,
@@ -27,31 +34,10 @@ from codebooga.server.api.schemas import (
 )
 from codebooga.server.engine.engine import Engine
 
-RequestModel = TypeVar("RequestModel", bound=BaseModel)
-
 health_router = APIRouter()
-v1_router = APIRouter(prefix="/v1")
-tokenizer_router = APIRouter()
-
-
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The request schema for /docs (bodies are parsed by `read_body`, which owns the error messages)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
-
-
-async def read_body(request: Request, model: type[RequestModel]) -> RequestModel:
-    """Parse a JSON body whatever Content-Type the client sent (curl -d sends a form type)."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise APIError(400, f"the request body is not valid JSON ({error})", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise from_validation_error(error) from error
+v1_router = APIRouter(prefix="/v1", responses=error_responses(401, 503))
+tokenizer_router = APIRouter(responses=error_responses(401, 503))
+_BODY_ERRORS = error_responses(400, 408, 413)
 
 
 async def engine_of(request: Request) -> Engine:
@@ -65,7 +51,11 @@ def _ping_seconds(request: Request) -> float:
     return request.app.state.settings.sse_ping
 
 
-@health_router.get("/health")
+@health_router.get(
+    "/health",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "The model is still loading."}},
+)
 async def health(request: Request) -> JSONResponse:
     engine: Engine | None = request.app.state.engine
     if engine is None:
@@ -87,7 +77,11 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
-@health_router.get("/metrics", response_class=PlainTextResponse)
+@health_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={503: {"model": ErrorResponse, "description": "The model is still loading."}},
+)
 async def metrics(request: Request) -> PlainTextResponse:
     engine: Engine | None = request.app.state.engine
     if engine is None:
@@ -101,35 +95,70 @@ async def list_models(request: Request, engine: Engine = Depends(engine_of)) -> 
     return ModelList(data=[ModelCard(id=engine.info.model_id, created=request.app.state.started)])
 
 
-@v1_router.get("/models/{model_id:path}", response_model=ModelCard)
+@v1_router.get("/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))
 async def get_model(model_id: str, request: Request, engine: Engine = Depends(engine_of)) -> ModelCard:
     if model_id != engine.info.model_id:
         raise APIError(404, f"model '{model_id}' does not exist; this server serves '{engine.info.model_id}'", param="model", code="model_not_found")
     return ModelCard(id=engine.info.model_id, created=request.app.state.started)
 
 
-@v1_router.post("/completions", response_model=Completion, openapi_extra=body_schema(CompletionRequest))
+@v1_router.post(
+    "/completions",
+    response_model=Completion,
+    openapi_extra=request_body(CompletionRequest),
+    responses={
+        **event_stream_response(Completion, "The completion, or with `stream: true` its chunks as server-sent events."),
+        **_BODY_ERRORS,
+    },
+)
 async def completions(request: Request, engine: Engine = Depends(engine_of)) -> Completion | Response:
     body = await read_body(request, CompletionRequest)
     return await create_completion(engine, body, request, _ping_seconds(request))
 
 
-@v1_router.post("/chat/completions", response_model=ChatCompletion, openapi_extra=body_schema(ChatCompletionRequest))
+@v1_router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    openapi_extra=request_body(ChatCompletionRequest),
+    responses={
+        **event_stream_response(
+            ChatCompletionChunk, "The answer, or with `stream: true` its chunks as server-sent events."
+        ),
+        **_BODY_ERRORS,
+    },
+)
 async def chat_completions(request: Request, engine: Engine = Depends(engine_of)) -> ChatCompletion | Response:
     body = await read_body(request, ChatCompletionRequest)
     return await create_chat_completion(engine, body, request, _ping_seconds(request))
 
 
-
-@tokenizer_router.post("/tokenize", response_model=TokenizeResponse, openapi_extra=body_schema(TokenizeRequest))
-async def tokenize(request: Request, engine: Engine = Depends(engine_of)) -> TokenizeResponse:
-    """The model's token ids for a text, as llama-server's /tokenize gives them (for logit_bias and budgets)."""
+@tokenizer_router.post(
+    "/tokenize", response_model=TokenizeResponse, openapi_extra=request_body(TokenizeRequest), responses=_BODY_ERRORS
+)
+async def tokenize(request: Request, engine: Engine = Depends(engine_of)) -> Response:
+    """The model's token ids for a text, as llama-server's /tokenize gives them (for logit_bias and budgets).
+    A text no context could hold is refused before it is tokenized, as prompts are."""
     body = await read_body(request, TokenizeRequest)
-    return TokenizeResponse(tokens=engine.backend.tokenize(body.content, add_special=body.add_special))
+
+    def work() -> JSONResponse:  # tokenized and its answer serialized off the event loop
+        engine.check_prompt_chars(body.content, "content")
+        tokens = engine.backend.tokenize(body.content, add_special=body.add_special)
+        return JSONResponse(TokenizeResponse(tokens=tokens).model_dump())
+
+    return await asyncio.to_thread(work)
 
 
-@tokenizer_router.post("/detokenize", response_model=DetokenizeResponse, openapi_extra=body_schema(DetokenizeRequest))
-async def detokenize(request: Request, engine: Engine = Depends(engine_of)) -> DetokenizeResponse:
+@tokenizer_router.post(
+    "/detokenize",
+    response_model=DetokenizeResponse,
+    openapi_extra=request_body(DetokenizeRequest),
+    responses=_BODY_ERRORS,
+)
+async def detokenize(request: Request, engine: Engine = Depends(engine_of)) -> Response:
     body = await read_body(request, DetokenizeRequest)
-    engine.check_token_ids(body.tokens, "tokens")
-    return DetokenizeResponse(content=engine.detokenize(body.tokens))
+
+    def work() -> JSONResponse:
+        engine.check_token_ids(body.tokens, "tokens")
+        return JSONResponse(DetokenizeResponse(content=engine.detokenize(body.tokens)).model_dump())
+
+    return await asyncio.to_thread(work)

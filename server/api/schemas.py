@@ -2,21 +2,32 @@
 
 Requests ignore unknown fields (clients send vendor extensions) and accept codebooga's sampling extensions
 (`preset`, `top_k`, `min_p`, `typical_p`, `repetition_penalty`) at the top level, as vLLM and llama-server do.
+They are validated strictly, as OpenAI validates them: no type coercion (`"2"` is not a number, `1` is not a
+boolean), finite numbers only, and integers within what the backends take. Their JSON schema is published as
+the OpenAPI document, so a constraint lives in the field (where the schema shows it) and a validator only
+words its error message.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
+from codebooga.server.api.limits import RequestLimits
+
 FinishReason = Literal["stop", "length"]
+
+INT32_MAX = 2**31 - 1  # llama.cpp takes counts (top_k) as C ints
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's seed is an int64
+_TOKEN_ID_KEY = re.compile(r"[0-9]{1,10}")
 
 # --- requests -----------------------------------------------------------------------------------------------
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 class StreamOptions(_Request):
@@ -30,17 +41,26 @@ class SamplingRequest(_Request):
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
-    logit_bias: dict[int, float] | None = None
+    stop: str | Annotated[list[str], Field(max_length=RequestLimits.MAX_STOP_STRINGS)] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
+    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
+    logit_bias: (
+        Annotated[
+            dict[
+                Annotated[str, Field(pattern=f"^{_TOKEN_ID_KEY.pattern}$")],
+                Annotated[float, Field(ge=-100.0, le=100.0)],
+            ],
+            Field(max_length=RequestLimits.MAX_LOGIT_BIAS, json_schema_extra={"additionalProperties": False}),
+        ]
+        | None
+    ) = None
     temperature: float | None = Field(None, ge=0.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     user: str | None = None
     preset: str | None = None
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     typical_p: float | None = Field(None, gt=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0)
@@ -52,17 +72,33 @@ class SamplingRequest(_Request):
             return value
         if not isinstance(value, list) or not all(isinstance(stop, str) for stop in value):
             raise ValueError("stop must be a string or a list of strings")
-        if len(value) > 16:
-            raise ValueError("at most 16 stop strings are allowed")
+        if len(value) > RequestLimits.MAX_STOP_STRINGS:
+            raise ValueError(
+                f"at most {RequestLimits.MAX_STOP_STRINGS} stop strings are allowed, got {len(value)}; "
+                "keep the ones that end an answer"
+            )
         return value
 
-    @field_validator("logit_bias")
+    @field_validator("logit_bias", mode="before")
     @classmethod
-    def _bias_range(cls, value: dict[int, float] | None) -> dict[int, float] | None:
-        for token, bias in (value or {}).items():
-            if not -100.0 <= bias <= 100.0:
+    def _bias_entries(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        if len(value) > RequestLimits.MAX_LOGIT_BIAS:
+            raise ValueError(
+                f"at most {RequestLimits.MAX_LOGIT_BIAS} logit_bias entries are allowed, got {len(value)}; "
+                "bias fewer tokens"
+            )
+        for token, bias in value.items():
+            if not _TOKEN_ID_KEY.fullmatch(token):
+                raise ValueError(f"keys are token ids written as strings, like \"1234\"; got {token!r}")
+            if isinstance(bias, (int, float)) and not isinstance(bias, bool) and not -100.0 <= bias <= 100.0:
                 raise ValueError(f"bias for token {token} must be between -100 and 100, got {bias}")
         return value
+
+    def token_bias(self) -> dict[int, float]:
+        """`logit_bias` with its keys as token ids (JSON object keys are strings)."""
+        return {int(token): bias for token, bias in (self.logit_bias or {}).items()}
 
     def stop_strings(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -87,14 +123,42 @@ class SamplingRequest(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-PromptInput = str | list[str] | list[int] | list[list[int]]
+PromptInput = (
+    str
+    | Annotated[list[str], Field(min_length=1)]
+    | Annotated[list[int], Field(min_length=1)]
+    | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]
+)
 
 
 class CompletionRequest(SamplingRequest):
+    model_config = ConfigDict(
+        json_schema_extra={  # prompt logprobs are not computed, so echo cannot come with logprobs
+            "if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
+            "then": {"properties": {"logprobs": {"type": "null"}}},
+        }
+    )
+
     prompt: PromptInput
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
-    suffix: str | None = None
+    suffix: str | None = Field(None, max_length=0)
+
+    @property
+    def prompt_count(self) -> int:
+        """One prompt for a string or a list of token ids, else one per item."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return 1
+        return len(self.prompt)
+
+    @field_validator("suffix", mode="before")
+    @classmethod
+    def _no_infilling(cls, value: Any) -> Any:
+        if isinstance(value, str) and value:
+            raise ValueError(
+                "fill-in-the-middle is not supported: this model family was not trained for infilling; leave it out"
+            )
+        return value
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -120,8 +184,8 @@ class CompletionRequest(SamplingRequest):
 
 
 class ContentPart(_Request):
-    type: str
-    text: str | None = None
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessage(_Request):
@@ -148,14 +212,31 @@ class ChatMessage(_Request):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text or "" for part in self.content)
+        return "".join(part.text for part in self.content)
 
 
 class ChatCompletionRequest(SamplingRequest):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    model_config = ConfigDict(
+        json_schema_extra={  # top_logprobs needs logprobs: true (checked in api/chat.py)
+            "if": {"properties": {"top_logprobs": {"type": "integer"}}, "required": ["top_logprobs"]},
+            "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+        }
+    )
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=RequestLimits.MAX_MESSAGES)
+    max_completion_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _message_count(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > RequestLimits.MAX_MESSAGES:
+            raise ValueError(
+                f"at most {RequestLimits.MAX_MESSAGES} messages are allowed, got {len(value)}; "
+                "drop or summarize the oldest turns"
+            )
+        return value
 
     @property
     def token_limit(self) -> int | None:
@@ -169,6 +250,15 @@ class TokenizeRequest(_Request):
 
 class DetokenizeRequest(_Request):
     tokens: list[int]
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    CompletionRequest,
+    ChatCompletionRequest,
+    TokenizeRequest,
+    DetokenizeRequest,
+)
+"""Every request body the API reads; the OpenAPI document publishes their schemas."""
 
 
 # --- responses ----------------------------------------------------------------------------------------------
@@ -291,6 +381,22 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class HealthStatus(BaseModel):
+    """GET /health: `loading` (503) until the model is ready, then `ok` (200) with the load and the counters."""
+
+    model_config = ConfigDict(extra="allow")  # the backend's own counters (tokens_per_second, ...)
+
+    status: Literal["ok", "loading"]
+    model: str | None = None
+    backend: str | None = None
+    context_length: int | None = None
+    chat_template: str | None = None
+    preset: str | None = None
+    slots_total: int | None = None
+    slots_busy: int | None = None
+    queue_depth: int | None = None
 
 
 class TokenizeResponse(BaseModel):

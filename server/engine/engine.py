@@ -2,6 +2,9 @@
 
 It owns everything that must behave the same on every backend: chat template rendering, preset resolution,
 context-length checks, the default token budget, detokenization, stop strings, logprobs and usage.
+
+Preparing a prompt (rendering, tokenizing, reading token ids) is CPU work proportional to the request; callers
+on an event loop run `chat_prompt`, `text_prompt` and `token_prompt` in a worker thread.
 """
 
 from __future__ import annotations
@@ -66,7 +69,32 @@ class Engine:
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> ChatPrompt:
         text = self.chat_template.render(messages, bos_token=self.info.bos_token, eos_token=self.info.eos_token)
-        return ChatPrompt(text=text, tokens=tuple(self.tokenize(text)), stop=self.chat_template.stop)
+        return ChatPrompt(text=text, tokens=self.text_prompt(text, "messages"), stop=self.chat_template.stop)
+
+    def text_prompt(self, text: str, param: str) -> tuple[int, ...]:
+        """A prompt's token ids, after `check_prompt_chars`; the exact check against the context follows in
+        `generate`."""
+        self.check_prompt_chars(text, param)
+        return tuple(self.tokenize(text))
+
+    def check_prompt_chars(self, text: str, param: str) -> None:
+        """Refuse, before tokenizing it, a text whose character count alone rules out fitting the context:
+        tokenizing megabytes takes the CPU that running requests need."""
+        info = self.info
+        most = info.context_length * info.longest_token_bytes
+        if len(text) > most:
+            raise InvalidRequest(
+                f"the text is {len(text)} characters long, but the model's context holds {info.context_length} "
+                f"tokens of at most {info.longest_token_bytes} characters each, so at most {most} characters "
+                "could ever fit; shorten it",
+                param=param,
+            )
+
+    def token_prompt(self, tokens: Sequence[int], param: str) -> tuple[int, ...]:
+        """A prompt given as token ids: its length is checked against the context before each id is read."""
+        self.budget(len(tokens), None, param)
+        self.check_token_ids(tokens, param)
+        return tuple(tokens)
 
     def tokenize(self, text: str) -> list[int]:
         return self.backend.tokenize(text, add_special=True)
@@ -113,6 +141,11 @@ class Engine:
         output, so HTTP can still answer with an error status), then return the request's events; events for
         all its choices interleave. Closing the iterator cancels the work."""
         prompt_length = len(request.prompt_tokens)
+        if not prompt_length:  # nothing to decode, so no logits to sample the first token from
+            raise InvalidRequest(
+                "the prompt is empty once tokenized (this model adds no start-of-text token); send some text",
+                param=prompt_param,
+            )
         job = BackendJob(
             request_id=request.request_id,
             prompt_tokens=request.prompt_tokens,

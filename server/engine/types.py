@@ -61,6 +61,9 @@ class ModelInfo:
     bos_token: str
     eos_token: str
     backend: str
+    longest_token_bytes: int
+    """The most text one token stands for, special tokens' markup included: a text of more characters than
+    `context_length` times this can never fit the context, whatever it tokenizes to."""
 
 
 # --- backend level: token ids -------------------------------------------------------------------------------

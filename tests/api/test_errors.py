@@ -79,6 +79,13 @@ def test_token_id_outside_vocabulary(server: RunningServer) -> None:
     assert_openai_error(post(server, "/v1/completions", {"prompt": [10**7]}), 400, "prompt", "vocabulary")
 
 
+def test_an_empty_prompt_is_refused_instead_of_waiting_forever(server: RunningServer) -> None:
+    # SmolLM2 adds no start token, so "" is no token at all: nothing to decode, no first token to sample (found by
+    # fuzzing: the request held its sequence until the client gave up).
+    response = httpx.post(f"{server.api_url}/completions", json={"prompt": "", "max_tokens": 2}, timeout=10)
+    assert_openai_error(response, 400, "prompt", "empty")
+
+
 def test_prompt_longer_than_the_context_names_both_numbers(server: RunningServer) -> None:
     response = post(server, "/v1/completions", {"prompt": "word " * 3000, "max_tokens": 4})
     error = assert_openai_error(response, 400, "prompt")

@@ -34,6 +34,7 @@ class Exl2Backend:
             bos_token=vocab.token_text(vocab.bos_token_id),
             eos_token=vocab.token_text(vocab.eos_token_id),
             backend="exllamav2",
+            longest_token_bytes=vocab.longest_token_bytes(),
         )
 
     @property

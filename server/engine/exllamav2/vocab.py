@@ -111,6 +111,11 @@ class HfVocabulary:
             return bytes([int(match.group(1), 16)])
         return piece.replace("▁", " ").encode("utf-8")
 
+    def longest_token_bytes(self) -> int:
+        """The longest piece of text any token stands for, special tokens' markup included."""
+        special = (len(content.encode("utf-8")) for content in self._special.values())
+        return max(max(len(self.token_bytes(token_id)) for token_id in range(self.n_vocab)), *special, 1)
+
     def token_text(self, token_id: int | None) -> str:
         """A token's text including special tokens (chat templates' bos/eos variables)."""
         if token_id is None:

@@ -25,6 +25,7 @@ class LlamaCppBackend:
             bos_token=model.token_text(model.bos_token_id),
             eos_token=model.token_text(model.eos_token_id),
             backend="llama.cpp",
+            longest_token_bytes=model.longest_token_bytes(),
         )
 
     @property

@@ -144,6 +144,15 @@ class LlamaCppModel:
             self._pieces[token_id] = piece
         return piece
 
+    def longest_token_bytes(self) -> int:
+        """The longest piece of text any token stands for, special tokens' markup included."""
+        buffer = ctypes.create_string_buffer(1024)
+        longest = 0
+        for token_id in range(self.n_vocab):
+            size = llama.llama_token_to_piece(self.vocab, token_id, buffer, len(buffer), 0, True)
+            longest = max(longest, -size if size < 0 else size)  # negative: the piece needs that many bytes
+        return longest
+
     def token_text(self, token_id: int) -> str:
         """A token's text including special tokens (for chat templates' bos/eos variables)."""
         buffer = ctypes.create_string_buffer(256)
