@@ -115,3 +115,11 @@ def test_byte_level_vocabularies_map_back_to_bytes(tmp_path: Path) -> None:
     vocab = HfVocabulary(tmp_path)
     assert [vocab.token_bytes(token) for token in range(3)] == [b" hi", b"\n", "é".encode()]
     assert vocab.end_of_generation_ids == {1, 2}
+
+
+def test_no_text_takes_fewer_tokens_than_its_length_over_the_longest_token(vocab: HfVocabulary) -> None:
+    """The engine refuses a prompt longer than context × longest_token_bytes characters without tokenizing it."""
+    longest = vocab.longest_token_bytes()
+    assert longest >= len(b"</s>")  # special tokens' markup counts: "</s>" in a prompt is one token
+    for text in [*TEXTS, "</s>" * 50, " " * 200]:
+        assert len(text) <= longest * len(vocab.tokenize(text, add_special=False)) or not text
