@@ -18,6 +18,7 @@ the converter then reads `<work>/input`, links to the input's files plus the gen
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -59,10 +60,11 @@ class Exl2Job:
     def work_dir(self) -> Path:
         return work_dir_for(self.output_dir)
 
-    @property
+    @functools.cached_property
     def input_dir(self) -> Path:
         """What the converter reads: the model folder, or a linked copy of it with what exllamav2 lacks added (a
-        generated tokenizer.json, top-level RoPE keys in config.json)."""
+        generated tokenizer.json, top-level RoPE keys in config.json). Decided once per job: it reads the
+        folder's config.json, and the command line, the resume check and the staging all ask."""
         return self.work_dir / "input" if needs_staging(self.model_dir) else self.model_dir
 
     @property
