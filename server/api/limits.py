@@ -40,6 +40,9 @@ class RequestLimits:
     MAX_LOGIT_BIAS: ClassVar[int] = 1024
     """`logit_bias` entries per request: each is applied to every sampled token."""
 
+    MAX_TOOLS: ClassVar[int] = 128
+    """Tools per request (OpenAI's own limit): each becomes part of the prompt and of the call grammar."""
+
     def body_bytes(self, context_length: int) -> int:
         """The body limit for a model with this context: the option, else 512 bytes per context token, at least
         4 MiB. A prompt filling the context is far smaller (a few bytes per token, at most ~12 JSON-escaped)."""
