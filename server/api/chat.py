@@ -11,7 +11,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import check_generation_size, new_id, resolve_sampling, usage_of
+from codebooga.server.api.generation import (
+    check_generation_size,
+    engine_response_format,
+    new_id,
+    resolve_sampling,
+    usage_of,
+)
 from codebooga.server.api.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -25,8 +31,6 @@ from codebooga.server.api.schemas import (
     ChatTokenLogprob,
     FunctionCallDelta,
     NamedToolChoice,
-    ResponseFormatJsonObject,
-    ResponseFormatJsonSchema,
     ResponseFunctionCall,
     ResponseToolCall,
     ToolCallChunk,
@@ -71,7 +75,7 @@ async def create_chat_completion(
         n=body.n,
         top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         **tool_fields(body),
-        response_format=response_format(body),
+        response_format=engine_response_format(body.response_format),
     )
     events = await start_chat(engine, chat_request)
     completion_id, created, model = new_id("chatcmpl"), int(time.time()), engine.info.model_id
@@ -167,15 +171,6 @@ def tool_fields(body: ChatCompletionRequest) -> dict[str, Any]:
     if choice == "required" and not tools:
         raise APIError(400, "tool_choice 'required' needs at least one tool in tools", param="tool_choice")
     return {"tools": tools, "tool_choice": choice, "parallel_tool_calls": body.parallel_tool_calls}
-
-
-def response_format(body: ChatCompletionRequest) -> chat.ResponseFormat | None:
-    requested = body.response_format
-    if isinstance(requested, ResponseFormatJsonObject):
-        return chat.ResponseFormat("json_object")
-    if isinstance(requested, ResponseFormatJsonSchema):
-        return chat.ResponseFormat("json_schema", requested.json_schema.schema_ or {})
-    return None
 
 
 def _token_limit_param(body: ChatCompletionRequest) -> str:

@@ -11,10 +11,18 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import check_generation_size, collect, new_id, resolve_sampling, usage_of
+from codebooga.server.api.generation import (
+    check_generation_size,
+    collect,
+    engine_response_format,
+    new_id,
+    resolve_sampling,
+    usage_of,
+)
 from codebooga.server.api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from codebooga.server.api.streaming import chunk_json, merge_streams, sse_response, unless_disconnected
 from codebooga.server.engine.engine import Engine
+from codebooga.server.engine.structured.answer_grammar import response_format_grammar
 from codebooga.server.engine.types import (
     ChoiceFinished,
     EngineEvent,
@@ -71,6 +79,8 @@ async def create_completion(engine: Engine, body: CompletionRequest, request: Re
     check_generation_size(engine, body.prompt_count, body.n, body.max_tokens, "max_tokens")
     sampling = resolve_sampling(engine, body)
     prompts = await asyncio.to_thread(_prompts, engine, body.prompt, body.echo)
+    requested_format = engine_response_format(body.response_format)
+    grammar = await asyncio.to_thread(response_format_grammar, requested_format) if requested_format else None
     request_id: str = request.state.request_id
     streams = [
         await engine.generate(
@@ -82,6 +92,7 @@ async def create_completion(engine: Engine, body: CompletionRequest, request: Re
                 stop=body.stop_strings(),
                 n=body.n,
                 top_logprobs=body.logprobs,
+                grammar=grammar,
             )
         )
         for prompt in prompts

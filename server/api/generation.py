@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 
 from codebooga.server.api.errors import APIError
 from codebooga.server.api.limits import RequestLimits
-from codebooga.server.api.schemas import SamplingRequest, Usage
+from codebooga.server.api.schemas import (
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    ResponseFormatText,
+    SamplingRequest,
+    Usage,
+)
 from codebooga.server.api.streaming import merge_streams
+from codebooga.server.engine.chat.types import ResponseFormat
 from codebooga.server.engine.engine import Engine
 from codebooga.server.engine.types import (
     ChoiceFinished,
@@ -52,6 +59,17 @@ def resolve_sampling(engine: Engine, body: SamplingRequest) -> SamplingParams:
     return engine.sampling(
         body.preset, body.sampling_fields(), seed=body.seed, logit_bias=body.token_bias()
     )
+
+
+def engine_response_format(
+    requested: ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema | None,
+) -> ResponseFormat | None:
+    """`response_format` as the engine takes it; `text` (or nothing) means free text."""
+    if isinstance(requested, ResponseFormatJsonObject):
+        return ResponseFormat("json_object")
+    if isinstance(requested, ResponseFormatJsonSchema):
+        return ResponseFormat("json_schema", requested.json_schema.schema_ or {})
+    return None
 
 
 def usage_of(usage: EngineUsage) -> Usage:

@@ -124,6 +124,34 @@ class SamplingRequest(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+_FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class JsonSchemaFormat(_Request):
+    name: str = Field(pattern=_FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatText(_Request):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(_Request):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(_Request):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+
 PromptInput = (
     str
     | Annotated[list[str], Field(min_length=1)]
@@ -144,6 +172,7 @@ class CompletionRequest(SamplingRequest):
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
     suffix: str | None = Field(None, max_length=0)
+    response_format: ResponseFormat | None = None
 
     @property
     def prompt_count(self) -> int:
@@ -187,9 +216,6 @@ class CompletionRequest(SamplingRequest):
 class ContentPart(_Request):
     type: Literal["text"]
     text: str
-
-
-_FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class FunctionCall(_Request):
@@ -254,31 +280,6 @@ class NamedFunction(_Request):
 class NamedToolChoice(_Request):
     type: Literal["function"]
     function: NamedFunction
-
-
-class JsonSchemaFormat(_Request):
-    name: str = Field(pattern=_FUNCTION_NAME)
-    description: str | None = None
-    schema_: dict[str, Any] | None = Field(None, alias="schema")
-    strict: bool | None = None
-
-
-class ResponseFormatText(_Request):
-    type: Literal["text"]
-
-
-class ResponseFormatJsonObject(_Request):
-    type: Literal["json_object"]
-
-
-class ResponseFormatJsonSchema(_Request):
-    type: Literal["json_schema"]
-    json_schema: JsonSchemaFormat
-
-
-ResponseFormat = Annotated[
-    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
-]
 
 
 class ChatCompletionRequest(SamplingRequest):

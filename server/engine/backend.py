@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from codebooga.server.engine.types import BackendEvent, BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.types import BackendEvent, BackendJob, BackendStats, Grammar, ModelInfo
 
 
 class JobStream(Protocol):
@@ -38,6 +38,9 @@ class Backend(Protocol):
 
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes a token stands for (may be part of a UTF-8 character); b"" for control tokens."""
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        """Raise `InvalidRequest` unless this backend can generate under `grammar` (it parses, it is supported)."""
 
     def submit(self, job: BackendJob) -> JobStream:
         """Queue a job. Raises `InvalidRequest` when it can never run, `Overloaded` when the queue is full."""

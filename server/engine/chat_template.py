@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -34,13 +35,35 @@ class ChatTemplate:
     source: str
     stop: tuple[str, ...]
 
-    def render(self, messages: Sequence[Mapping[str, str]], *, bos_token: str, eos_token: str) -> str:
+    @property
+    def describes_tools(self) -> bool:
+        """Whether the template renders a `tools` list itself (Hugging Face templates with tool support do)."""
+        return re.search(r"\btools\b", self.source) is not None
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        bos_token: str,
+        eos_token: str,
+        tools: Sequence[Mapping[str, Any]] = (),
+    ) -> str:
+        """`tools` in the Hugging Face convention ({"type": "function", "function": {...}}), None when empty."""
         try:
             return _compile(self.source).render(
-                messages=list(messages), add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
+                messages=list(messages),
+                tools=list(tools) or None,
+                add_generation_prompt=True,
+                bos_token=bos_token,
+                eos_token=eos_token,
             )
         except jinja2.TemplateError as error:
             raise InvalidRequest(f"the chat template rejected these messages: {error}", param="messages") from error
+
+
+def render_snippet(source: str, **variables: Any) -> str:
+    """Render a small template (a prompt section) in the same sandbox and with the same filters."""
+    return _compile(source).render(**variables)
 
 
 def from_source(name: str, source: str) -> ChatTemplate:

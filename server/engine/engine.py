@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from codebooga.server.engine.backend import Backend, JobStream
 from codebooga.server.engine.chat_template import ChatTemplate
@@ -67,8 +68,13 @@ class Engine:
 
     # --- prompts -------------------------------------------------------------------------------------------
 
-    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> ChatPrompt:
-        text = self.chat_template.render(messages, bos_token=self.info.bos_token, eos_token=self.info.eos_token)
+    def chat_prompt(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
+    ) -> ChatPrompt:
+        """The rendered, tokenized prompt; `tools` (Hugging Face convention) go to the template as they are."""
+        text = self.chat_template.render(
+            messages, bos_token=self.info.bos_token, eos_token=self.info.eos_token, tools=tools
+        )
         return ChatPrompt(text=text, tokens=self.text_prompt(text, "messages"), stop=self.chat_template.stop)
 
     def text_prompt(self, text: str, param: str) -> tuple[int, ...]:
@@ -136,7 +142,9 @@ class Engine:
             )
         return room if max_tokens is None else min(max_tokens, room)
 
-    async def generate(self, request: GenerationRequest, prompt_param: str = "prompt") -> AsyncIterator[EngineEvent]:
+    async def generate(
+        self, request: GenerationRequest, prompt_param: str = "prompt"
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Validate, queue and wait for a free sequence (raising `InvalidRequest`/`Overloaded` before any
         output, so HTTP can still answer with an error status), then return the request's events; events for
         all its choices interleave. Closing the iterator cancels the work."""
@@ -146,6 +154,8 @@ class Engine:
                 "the prompt is empty once tokenized (this model adds no start-of-text token); send some text",
                 param=prompt_param,
             )
+        if request.grammar is not None:
+            self.backend.check_grammar(request.grammar)
         job = BackendJob(
             request_id=request.request_id,
             prompt_tokens=request.prompt_tokens,
@@ -153,6 +163,7 @@ class Engine:
             max_new_tokens=self.budget(prompt_length, request.max_tokens, prompt_param),
             n=request.n,
             top_logprobs=request.top_logprobs,
+            grammar=request.grammar,
         )
         submitted_at = time.perf_counter()
         stream = self.backend.submit(job)

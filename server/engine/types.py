@@ -38,6 +38,20 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Grammar:
+    """A GBNF grammar every generated choice must follow (its rule `root`).
+
+    With a `trigger` the grammar is lazy: text is free until it contains the trigger, and from the trigger on
+    (the trigger included) it must follow `root`. `param` names the request field that asked for it, for
+    errors from backends that cannot constrain generation.
+    """
+
+    gbnf: str
+    param: str
+    trigger: str | None = None
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """What the caller wants generated. `top_logprobs` is None for no logprobs, 0 for the chosen token's only."""
 
@@ -48,6 +62,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     n: int = 1
     top_logprobs: int | None = None
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class BackendJob:
     max_new_tokens: int
     n: int = 1
     top_logprobs: int | None = None
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True)

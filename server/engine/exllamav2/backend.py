@@ -8,7 +8,8 @@ from codebooga.server.engine.exllamav2.model import Exl2Model, Exl2Options
 from codebooga.server.engine.exllamav2.scheduler import Scheduler
 from codebooga.server.engine.job_stream import ThreadedJobStream
 from codebooga.server.engine.exllamav2.vocab import HfVocabulary
-from codebooga.server.engine.types import BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.errors import InvalidRequest
+from codebooga.server.engine.types import BackendJob, BackendStats, Grammar, ModelInfo
 
 
 class Exl2Backend:
@@ -46,6 +47,13 @@ class Exl2Backend:
 
     def token_bytes(self, token_id: int) -> bytes:
         return self._vocab.token_bytes(token_id)
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        raise InvalidRequest(
+            f"{grammar.param} needs grammar-constrained generation, which the ExLlamaV2 backend does not offer "
+            "yet; serve a GGUF (llama.cpp backend) for tool calls and structured output",
+            param=grammar.param,
+        )
 
     def submit(self, job: BackendJob) -> ThreadedJobStream:
         return self._scheduler.submit(job)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.errors import InvalidRequest
 from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.llama_cpp.sampling import GrammarError, NativeGrammar
 from codebooga.server.engine.llama_cpp.scheduler import Scheduler
-from codebooga.server.engine.types import BackendJob, BackendStats, ModelInfo
+from codebooga.server.engine.types import BackendJob, BackendStats, Grammar, ModelInfo
 
 
 class LlamaCppBackend:
@@ -37,6 +39,12 @@ class LlamaCppBackend:
 
     def token_bytes(self, token_id: int) -> bytes:
         return self._model.token_bytes(token_id)
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        try:
+            NativeGrammar(self._model.vocab, grammar).check()
+        except GrammarError as error:
+            raise InvalidRequest(f"{grammar.param}: {error}", param=grammar.param) from error
 
     def submit(self, job: BackendJob) -> ThreadedJobStream:
         return self._scheduler.submit(job)

@@ -20,7 +20,7 @@ from codebooga.server.engine.job_loop import JobLoop
 from codebooga.server.engine.job_queue import WaitingQueue
 from codebooga.server.engine.job_stream import ThreadedJobStream
 from codebooga.server.engine.llama_cpp.model import LlamaCppModel
-from codebooga.server.engine.llama_cpp.sampling import TokenPicker, new_token_picker, token_logprobs
+from codebooga.server.engine.llama_cpp.sampling import NativeGrammar, TokenPicker, new_token_picker, token_logprobs
 from codebooga.server.engine.metrics import ThroughputMeter
 from codebooga.server.engine.types import (
     BackendEvent,
@@ -163,9 +163,10 @@ class Scheduler(JobLoop[_Job]):
         slots = [primary, *others[: spec.n - 1]]
         sampling = spec.sampling
         history = prompt[-sampling.penalty_last_n :] if sampling.has_penalties and sampling.penalty_last_n > 0 else ()
+        grammar = NativeGrammar(self._model.vocab, spec.grammar) if spec.grammar is not None else None
         for choice, slot in enumerate(slots):
             slot.busy = True
-            sampler = new_token_picker(sampling, self._model.n_vocab, seed_offset=choice)
+            sampler = new_token_picker(sampling, self._model.n_vocab, seed_offset=choice, grammar=grammar)
             for token in history:
                 sampler.accept(token)
             job.sequences.append(_Sequence(choice, slot, sampler))

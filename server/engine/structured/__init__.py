@@ -1,0 +1,1 @@
+"""Constrained generation: JSON schemas and tool calls turned into GBNF grammars for llama.cpp's sampler."""
