@@ -131,6 +131,7 @@ def test_streamed_calls_arrive_as_openai_sends_them(client: openai.OpenAI) -> No
         assert_valid_call(call["name"], call["arguments"])
 
 
+@pytest.mark.timeout(900)  # about 20 n=4 requests of up to 200 constrained tokens each
 def test_fifty_sampled_calls_at_divine_intellect_are_all_valid(client: openai.OpenAI, server: RunningServer) -> None:
     """The server's default preset (Divine Intellect: temperature 1.31, top-k 49, repetition penalty 1.17)."""
     assert httpx.get(f"{server.base_url}/health").json()["preset"] == "divine-intellect"
