@@ -23,7 +23,7 @@ LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; gre
 WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/wheels/$(LLAMA_BUILD_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.built
 
-.PHONY: serve test bench soak fuzz llama-wheel clean
+.PHONY: serve test bench ide-bench soak fuzz llama-wheel llama-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,22 @@ $(LLAMA_WHEEL): | $(BIN)/python
 	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE) && touch $@
 
 llama-wheel: $(LLAMA_WHEEL)
+
+# llama.cpp's own server, for the benchmarks only: built from the llama.cpp sources vendored in the same
+# llama-cpp-python release, with the same flags, so both servers run the same kernels.
+LLAMA_SERVER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/llama-server/$(LLAMA_BUILD_KEY)
+LLAMA_SERVER := $(LLAMA_SERVER_DIR)/llama-server
+
+$(LLAMA_SERVER): | $(BIN)/python
+	rm -rf $(LLAMA_SERVER_DIR).tmp && mkdir -p $(LLAMA_SERVER_DIR).tmp
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: -d $(LLAMA_SERVER_DIR).tmp '$(LLAMA_CPP_PYTHON)'
+	tar -xzf $(LLAMA_SERVER_DIR).tmp/llama_cpp_python-*.tar.gz -C $(LLAMA_SERVER_DIR).tmp
+	cmake -S $(LLAMA_SERVER_DIR).tmp/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMA_SERVER_DIR).tmp/build \
+		-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF $(LLAMA_CMAKE_ARGS)
+	cmake --build $(LLAMA_SERVER_DIR).tmp/build --target llama-server -j $$(nproc)
+	mkdir -p $(LLAMA_SERVER_DIR) && cp $(LLAMA_SERVER_DIR).tmp/build/bin/llama-server $@ && rm -rf $(LLAMA_SERVER_DIR).tmp
+
+llama-server: $(LLAMA_SERVER)
 
 # The exact wheel from the wheelhouse goes in first, so the project install finds the requirement satisfied and
 # never builds or takes a cached llama-cpp-python of its own. Stamp files re-run the install whenever
@@ -65,6 +81,9 @@ test: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/serve_bench.py
 	$(BIN)/python bench/merge_bench.py
+
+ide-bench: $(VENV)/.dev-installed $(LLAMA_SERVER)
+	$(BIN)/python bench/ide_bench.py --llama-server $(LLAMA_SERVER)
 
 soak: $(VENV)/.dev-installed
 	CODEBOOGA_SOAK_SECONDS=120 $(BIN)/python -m pytest tests/engine/test_soak.py -s -o timeout=900

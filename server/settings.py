@@ -25,6 +25,8 @@ from codebooga.server.options import (
 )
 
 EXL2_CACHE_TYPES = ("fp16", "q8", "q6", "q4")  # ExLlamaV2 KV cache: FP16, or quantized to 8/6/4 bits
+LLAMA_CACHE_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp KV cache: half precision, or quantized to 8/4 bits
+FLASH_ATTENTION = ("auto", "on", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -54,6 +56,21 @@ class ServeSettings:
     batch_size: int = option(
         512, whole_number(1), "most tokens per decode step; long prompts are fed in chunks of this", metavar="N"
     )
+    cache_type_k: str = option(
+        "f16", one_of(*LLAMA_CACHE_TYPES), "GGUF only: KV cache precision of keys", metavar="|".join(LLAMA_CACHE_TYPES)
+    )
+    cache_type_v: str = option(
+        "f16", one_of(*LLAMA_CACHE_TYPES), "GGUF only: KV cache precision of values (quantized needs flash attention)",
+        metavar="|".join(LLAMA_CACHE_TYPES),
+    )  # fmt: skip
+    flash_attn: str = option(
+        "auto", one_of(*FLASH_ATTENTION), "GGUF only: flash attention (`auto`: where the backend supports it)",
+        metavar="|".join(FLASH_ATTENTION),
+    )  # fmt: skip
+    cache_ram: int = option(
+        8192, whole_number(0), "GGUF only: MiB of host memory for prompt states saved from overwritten slots "
+        "(`0` disables)", metavar="MIB",
+    )  # fmt: skip
     cache_type: str = option(
         "fp16", one_of(*EXL2_CACHE_TYPES), "EXL2 only: KV cache precision", metavar="|".join(EXL2_CACHE_TYPES)
     )

@@ -17,7 +17,8 @@ def _histogram(name: str, help_text: str, histogram: Histogram) -> list[str]:
 
 
 def _metric(name: str, kind: str, help_text: str, value: float) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+    shown = str(value) if isinstance(value, int) else f"{value:g}"  # counts and byte sizes stay exact
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {shown}"]
 
 
 def render(metrics: EngineMetrics, stats: BackendStats, http_responses: Counter[tuple[str, int]]) -> str:
@@ -34,6 +35,19 @@ def render(metrics: EngineMetrics, stats: BackendStats, http_responses: Counter[
     lines += _metric("codebooga_slots_busy", "gauge", "Sequences generating now.", stats.slots_busy)
     lines += _metric("codebooga_slots_total", "gauge", "Sequences the backend can run at once.", stats.slots_total)
     lines += _metric("codebooga_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", stats.extra.get("tokens_per_second", 0.0))
+    extra = stats.extra
+    if "prompt_cache_budget_bytes" in extra:
+        lines += _metric("codebooga_prompt_cache_hits_total", "counter", "Prompts that restored a saved state from the host-memory prompt cache.", extra["prompt_cache_hits"])
+        lines += _metric("codebooga_prompt_cache_misses_total", "counter", "Prompts that found no saved state worth restoring.", extra["prompt_cache_misses"])
+        lines += _metric("codebooga_prompt_cache_tokens_restored_total", "counter", "Prompt tokens restored from the prompt cache instead of decoded.", extra["prompt_cache_tokens_restored"])
+        lines += _metric("codebooga_prompt_cache_evictions_total", "counter", "Saved states evicted to stay within --cache-ram.", extra["prompt_cache_evictions"])
+        lines += _metric("codebooga_prompt_cache_bytes", "gauge", "Bytes of saved prompt states held in host memory.", extra["prompt_cache_bytes"])
+        lines += _metric("codebooga_prompt_cache_entries", "gauge", "Saved prompt states held in host memory.", extra["prompt_cache_entries"])
+    if "kv_bytes_per_slot" in extra:
+        lines += _metric("codebooga_kv_bytes_per_slot", "gauge", "KV cache bytes one full slot holds.", extra["kv_bytes_per_slot"])
+    for name, help_text in (("prompt_tokens_decoded", "Prompt tokens decoded."), ("prompt_tokens_reused", "Prompt tokens reused from a slot or the prompt cache instead of decoded.")):
+        if name in extra:
+            lines += _metric(f"codebooga_{name}_total", "counter", help_text, extra[name])
     lines += _histogram("codebooga_time_to_first_token_seconds", "From queueing to the first generated token.", metrics.time_to_first_token)
     lines += _histogram("codebooga_time_per_output_token_seconds", "Between consecutive tokens of one choice.", metrics.time_per_output_token)
     return "\n".join(lines) + "\n"

@@ -40,10 +40,14 @@ def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
             n_threads=settings.threads or default_threads(),
             n_batch=settings.batch_size,
             n_gpu_layers=settings.n_gpu_layers,
+            cache_type_k=settings.cache_type_k,
+            cache_type_v=settings.cache_type_v,
+            flash_attention=settings.flash_attn,
         ),
         model_id=settings.model_id or model_path.name.removesuffix(".gguf"),
         max_queue=settings.max_queue,
         queue_timeout=settings.queue_timeout,
+        prompt_cache_bytes=settings.cache_ram * 2**20,
     )
 
 

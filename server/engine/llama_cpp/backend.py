@@ -14,10 +14,18 @@ from codebooga.server.engine.types import BackendJob, BackendStats, Grammar, Mod
 
 class LlamaCppBackend:
     def __init__(
-        self, path: Path, options: ContextOptions, model_id: str, max_queue: int = 64, queue_timeout: float = 60.0
+        self,
+        path: Path,
+        options: ContextOptions,
+        model_id: str,
+        max_queue: int = 64,
+        queue_timeout: float = 60.0,
+        prompt_cache_bytes: int = 0,
     ) -> None:
         self._model = LlamaCppModel(path, options)
-        self._scheduler = Scheduler(self._model, max_queue=max_queue, queue_timeout=queue_timeout)
+        self._scheduler = Scheduler(
+            self._model, max_queue=max_queue, queue_timeout=queue_timeout, prompt_cache_bytes=prompt_cache_bytes
+        )
         model = self._model
         self._info = ModelInfo(
             model_id=model_id,

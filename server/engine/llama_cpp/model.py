@@ -61,6 +61,13 @@ class ModelLoadError(Exception):
     """The model file could not be loaded; the message says which file and why."""
 
 
+KV_CACHE_TYPES = {"f16": llama.GGML_TYPE_F16, "q8_0": llama.GGML_TYPE_Q8_0, "q4_0": llama.GGML_TYPE_Q4_0}
+"""KV cache element types offered: half precision, or quantized to 8 or 4 bits (less memory per slot)."""
+_KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # ggml's block sizes: 32 values per block
+FLASH_ATTENTION = {"auto": llama.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                   "off": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ContextOptions:
     n_ctx_per_seq: int = 4096
@@ -68,6 +75,9 @@ class ContextOptions:
     n_threads: int = 0
     n_batch: int = 512
     n_gpu_layers: int = 0
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attention: str = "auto"
 
 
 class LlamaCppModel:
@@ -104,16 +114,33 @@ class LlamaCppModel:
         context_params.n_threads_batch = options.n_threads
         context_params.kv_unified = False
         context_params.no_perf = True
+        context_params.type_k = KV_CACHE_TYPES[options.cache_type_k]
+        context_params.type_v = KV_CACHE_TYPES[options.cache_type_v]
+        context_params.flash_attn_type = FLASH_ATTENTION[options.flash_attention]
         self.context = llama.llama_init_from_model(self.model, context_params)
         if not self.context:
             llama.llama_model_free(self.model)
+            quantized_v = options.cache_type_v != "f16"
+            hint = "; a quantized V cache needs flash attention (--flash-attn on)" if quantized_v else ""
             raise ModelLoadError(
                 f"llama.cpp could not create a context of {context_params.n_ctx} tokens for {path}"
-                f"{_last_llama_error()}; lower --ctx-size or --parallel"
+                f"{_last_llama_error()}; lower --ctx-size or --parallel{hint}"
             )
+        self.kv_bytes_per_sequence = self._kv_bytes_per_sequence(options)
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
         self._end_of_generation: dict[int, bool] = {}
+
+    def _kv_bytes_per_sequence(self, options: ContextOptions) -> int:
+        """The KV cache one slot holds when full: per layer, a key and a value vector per KV head and token."""
+        arch = self.metadata("general.architecture") or ""
+        n_head = max(llama.llama_model_n_head(self.model), 1)
+        head_k = int(self.metadata(f"{arch}.attention.key_length") or llama.llama_model_n_embd(self.model) // n_head)
+        head_v = int(self.metadata(f"{arch}.attention.value_length") or head_k)
+        per_layer = llama.llama_model_n_head_kv(self.model) * (
+            head_k * _KV_TYPE_BYTES[options.cache_type_k] + head_v * _KV_TYPE_BYTES[options.cache_type_v]
+        )
+        return int(llama.llama_model_n_layer(self.model) * per_layer * self.n_ctx_per_seq)
 
     def output_logits(self, n_outputs: int) -> np.ndarray:
         """The last decode's logits, one row per token that asked for them, in batch order. A view into

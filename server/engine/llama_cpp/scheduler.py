@@ -2,16 +2,18 @@
 
 Each step carries one decode token for every sequence that is generating plus a chunk of prompt tokens for
 sequences still prefilling (so a long prompt never freezes the streams around it), then picks each sequence's
-next token (an argmax for plain greedy requests, else its own native sampler chain). Jobs join at the next step and leave when done. Slots keep their tokens
-after a job ends: the next job takes the idle slot sharing the longest prefix with its prompt and decodes only
-the rest, and a longer prefix held by any other slot (a shared system prompt) is copied rather than recomputed.
-A job with n choices prefills its prompt once and copies that KV to its other slots.
+next token (an argmax for plain greedy requests, else its own native sampler chain). Jobs join at the next step
+and leave when done. Slots keep their tokens after a job ends; a new job's slot is chosen by `slot_policy`, and
+its prompt's longest known prefix is loaded rather than recomputed: from the slot itself, copied from another
+slot (a shared system prompt), or restored from the host-memory `PromptCache`, where a slot's state is saved
+before it is overwritten. A job with n choices prefills its prompt once and copies that KV to its other slots.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import llama_cpp as llama
 import numpy as np
@@ -20,7 +22,9 @@ from codebooga.server.engine.job_loop import JobLoop
 from codebooga.server.engine.job_queue import WaitingQueue
 from codebooga.server.engine.job_stream import ThreadedJobStream
 from codebooga.server.engine.llama_cpp.model import LlamaCppModel
+from codebooga.server.engine.llama_cpp.prompt_cache import PromptCache
 from codebooga.server.engine.llama_cpp.sampling import NativeGrammar, TokenPicker, new_token_picker, token_logprobs
+from codebooga.server.engine.llama_cpp.slot_policy import Slot, common_prefix_length, pick_slot, spare_slots
 from codebooga.server.engine.metrics import ThroughputMeter
 from codebooga.server.engine.types import (
     BackendEvent,
@@ -33,18 +37,15 @@ from codebooga.server.engine.types import (
 
 log = logging.getLogger("codebooga.scheduler")
 
-
-@dataclass
-class _Slot:
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)
-    busy: bool = False
+MIN_CACHED_TOKENS = 32
+"""A slot's state is saved to the prompt cache only when it would lose at least this many tokens, and restored
+only when that saves decoding at least this many: below it the copy costs about what it saves."""
 
 
 @dataclass
 class _Sequence:
     choice: int
-    slot: _Slot
+    slot: Slot
     sampler: TokenPicker
     prompt_todo: list[int] = field(default_factory=list)
     next_token: int | None = None
@@ -77,21 +78,16 @@ class _SamplePoint:
     output_row: int
 
 
-def common_prefix_length(cached: list[int], prompt: tuple[int, ...]) -> int:
-    length = 0
-    for cached_token, prompt_token in zip(cached, prompt):
-        if cached_token != prompt_token:
-            break
-        length += 1
-    return length
-
-
 class Scheduler(JobLoop[_Job]):
     """Owns the llama.cpp context from its own thread; everything else talks to it through `submit`."""
 
-    def __init__(self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0) -> None:
+    def __init__(
+        self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0, prompt_cache_bytes: int = 0
+    ) -> None:
         self._model = model
-        self._slots = [_Slot(seq_id) for seq_id in range(model.n_parallel)]
+        self._slots = [Slot(seq_id) for seq_id in range(model.n_parallel)]
+        self._jobs_started = 0
+        self._prompt_cache = PromptCache(prompt_cache_bytes)
         self._batch = llama.llama_batch_init(model.n_batch, 0, 1)
         self.tokens_generated = 0
         self.prompt_tokens_decoded = 0
@@ -116,6 +112,8 @@ class Scheduler(JobLoop[_Job]):
                 "tokens_generated": self.tokens_generated,
                 "prompt_tokens_decoded": self.prompt_tokens_decoded,
                 "prompt_tokens_reused": self.prompt_tokens_reused,
+                "kv_bytes_per_slot": self._model.kv_bytes_per_sequence,
+                **{f"prompt_cache_{name}": value for name, value in asdict(self._prompt_cache.stats()).items()},
             },
         )
 
@@ -142,25 +140,20 @@ class Scheduler(JobLoop[_Job]):
             self._running.append(job)
             job.stream.mark_started()
 
-    def _start(self, job: _Job, idle: list[_Slot]) -> None:
+    def _start(self, job: _Job, idle: list[Slot]) -> None:
         spec = job.spec
         prompt = spec.prompt_tokens
-        memory = self._model.memory
-        primary = max(idle, key=lambda slot: common_prefix_length(slot.tokens, prompt))
-        donor = max(self._slots, key=lambda slot: common_prefix_length(slot.tokens, prompt))
-        own_prefix = common_prefix_length(primary.tokens, prompt)
-        if common_prefix_length(donor.tokens, prompt) > own_prefix:
-            # Another slot (busy or idle) holds a longer prefix, e.g. a shared system prompt: copy its KV stream
-            # (llama.cpp copies whole streams; the tail is trimmed below). A memory copy beats recomputing.
-            llama.llama_memory_seq_rm(memory, primary.seq_id, -1, -1)
-            llama.llama_memory_seq_cp(memory, donor.seq_id, primary.seq_id, -1, -1)
-            primary.tokens = list(donor.tokens)
-        reused = min(common_prefix_length(primary.tokens, prompt), len(prompt) - 1)
-        llama.llama_memory_seq_rm(memory, primary.seq_id, reused, -1)
+        self._jobs_started += 1
+        primary = pick_slot(idle, prompt)
+        slots = [primary, *spare_slots(idle, primary, spec.n - 1)]
+        for slot in slots:
+            slot.last_used = self._jobs_started
+        for spare in slots[1:]:  # overwritten by the primary's prompt once it is decoded
+            self._save(spare, keep=0)
+        reused = min(self._load_prefix(primary, prompt), len(prompt) - 1)
+        llama.llama_memory_seq_rm(self._model.memory, primary.seq_id, reused, -1)
         del primary.tokens[reused:]
         self.prompt_tokens_reused += reused
-        others = sorted((slot for slot in idle if slot is not primary), key=lambda slot: len(slot.tokens))
-        slots = [primary, *others[: spec.n - 1]]
         sampling = spec.sampling
         history = prompt[-sampling.penalty_last_n :] if sampling.has_penalties and sampling.penalty_last_n > 0 else ()
         grammar = NativeGrammar(self._model.vocab, spec.grammar) if spec.grammar is not None else None
@@ -171,6 +164,61 @@ class Scheduler(JobLoop[_Job]):
                 sampler.accept(token)
             job.sequences.append(_Sequence(choice, slot, sampler))
         job.sequences[0].prompt_todo = list(prompt[reused:])
+
+    def _load_prefix(self, slot: Slot, prompt: tuple[int, ...]) -> int:
+        """Give `slot` the longest prefix of `prompt` known anywhere: its own tokens, another slot's (copied),
+        or a saved state; returns that prefix's length. Whatever the slot held beyond it is saved first."""
+        own = common_prefix_length(slot.tokens, prompt)
+        donor = max(self._slots, key=lambda other: common_prefix_length(other.tokens, prompt))
+        from_donor = common_prefix_length(donor.tokens, prompt)
+        prompt_array = np.asarray(prompt, dtype=np.int32)
+        cache_key, from_cache = self._prompt_cache.longest_prefix(prompt_array)
+        if from_cache >= max(own, from_donor) + MIN_CACHED_TOKENS:
+            self._save(slot, keep=0)
+            if self._restore(slot, cache_key, from_cache):
+                return from_cache
+            own = 0
+        elif self._prompt_cache.enabled and len(prompt) - max(own, from_donor) >= MIN_CACHED_TOKENS:
+            self._prompt_cache.miss()
+        if from_donor > own:
+            # A memory copy beats recomputing. llama.cpp copies whole streams; the caller trims the tail.
+            self._save(slot, keep=0)
+            llama.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+            llama.llama_memory_seq_cp(self._model.memory, donor.seq_id, slot.seq_id, -1, -1)
+            slot.tokens = list(donor.tokens)
+            return from_donor
+        self._save(slot, keep=own)
+        return own
+
+    def _save(self, slot: Slot, keep: int) -> None:
+        """Save the slot's sequence state to the prompt cache if it is about to lose all but `keep` tokens and
+        that loss is worth keeping."""
+        if not self._prompt_cache.enabled or len(slot.tokens) - keep < MIN_CACHED_TOKENS:
+            return
+        context = self._model.context
+        size = llama.llama_state_seq_get_size(context, slot.seq_id)
+        if size > self._prompt_cache.budget_bytes:
+            return
+        state = bytearray(size)
+        written = llama.llama_state_seq_get_data(context, (ctypes.c_uint8 * size).from_buffer(state), size, slot.seq_id)
+        if written != size:
+            log.warning("could not save slot %d's prompt state (%d of %d bytes)", slot.seq_id, written, size)
+            return
+        self._prompt_cache.put(np.asarray(slot.tokens, dtype=np.int32), state)
+
+    def _restore(self, slot: Slot, key: int, used_tokens: int) -> bool:
+        entry = self._prompt_cache.take(key, used_tokens)
+        memory = self._model.memory
+        llama.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+        size = len(entry.state)
+        source = (ctypes.c_uint8 * size).from_buffer(entry.state)
+        if llama.llama_state_seq_set_data(self._model.context, source, size, slot.seq_id) != size:
+            log.warning("could not restore a cached prompt state into slot %d; decoding the prompt", slot.seq_id)
+            llama.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+            slot.tokens = []
+            return False
+        slot.tokens = entry.tokens.tolist()
+        return True
 
     def _step(self) -> None:
         self._retire_cancelled()
