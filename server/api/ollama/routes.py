@@ -139,6 +139,8 @@ async def chat_route(request: Request, engine: Engine = Depends(engine_of)) -> R
         return _loaded(body.stream, ChatChunk(model=model, created_at=translate.now(), message=AssistantMessage()))
     settings = translate.generation(engine, body.options)
     tools = translate.tool_functions(body.tools)
+    if body.tool_choice == "required" and not tools:
+        raise APIError(400, "tool_choice 'required' needs at least one tool in tools")
     events = await start_chat(
         engine,
         chat.ChatRequest(
@@ -148,7 +150,7 @@ async def chat_route(request: Request, engine: Engine = Depends(engine_of)) -> R
             max_tokens=settings.max_tokens,
             stop=settings.stop,
             tools=tools,
-            tool_choice="auto" if tools else "none",
+            tool_choice=body.tool_choice if tools else "none",
             response_format=translate.response_format(body.format),
         ),
     )

@@ -76,6 +76,8 @@ class _GenerationRequest(_Request):
 class ChatRequest(_GenerationRequest):
     messages: Annotated[list[Message], Field(max_length=RequestLimits.MAX_MESSAGES)] = Field(default_factory=list)
     tools: Annotated[list[Tool], Field(max_length=RequestLimits.MAX_TOOLS)] | None = None
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    """codebooga's extension (Ollama has none, so the model always chooses): `required` forces a call."""
 
 
 class GenerateRequest(_GenerationRequest):
