@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import check_generation_size
+from codebooga.server.api.generation import check_generation_size, llama_cpp_sampling
 from codebooga.server.api.llama_server.schemas import CompletionChunk, CompletionRequest, Timings
 from codebooga.server.api.streaming import sse_response, unless_disconnected
 from codebooga.server.api.timing import GenerationClock
@@ -35,19 +35,7 @@ async def create_completion(
         raise APIError(400, "n_predict must be at least 1, or -1 for up to the context", param="n_predict")
     max_tokens = body.n_predict if body.n_predict > 0 else None
     check_generation_size(engine, 1, 1, max_tokens, "n_predict")
-    sent = {
-        "temperature": body.temperature,
-        "top_k": body.top_k,
-        "top_p": body.top_p,
-        "min_p": body.min_p,
-        "typical_p": body.typical_p,
-        "repetition_penalty": body.repeat_penalty,
-        "presence_penalty": body.presence_penalty,
-        "frequency_penalty": body.frequency_penalty,
-        "penalty_last_n": engine.info.context_length if body.repeat_last_n == -1 else body.repeat_last_n,
-    }
-    seed = None if body.seed == -1 else body.seed
-    sampling = engine.sampling(None, sent, seed=seed, logit_bias={})
+    sampling = llama_cpp_sampling(engine, body, None if body.seed == -1 else body.seed)
     tokens = await asyncio.to_thread(engine.text_prompt, body.prompt, "prompt")
     events = await engine.generate(
         GenerationRequest(

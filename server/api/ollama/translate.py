@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codebooga.server.api.errors import APIError
-from codebooga.server.api.generation import check_generation_size
+from codebooga.server.api.generation import check_generation_size, llama_cpp_sampling
 from codebooga.server.api.ollama.schemas import (
     CalledFunction,
     Format,
@@ -49,26 +49,14 @@ class Generation:
 
 def generation(engine: Engine, options: Options | None) -> Generation:
     """`options` mapped to the engine's sampling fields over the server's preset; `num_predict` -1/-2 (and
-    unset) mean up to the context, `repeat_last_n` -1 the whole context."""
+    unset) mean up to the context."""
     options = options or Options()
-    last_n = options.repeat_last_n
-    sent = {
-        "temperature": options.temperature,
-        "top_p": options.top_p,
-        "top_k": options.top_k,
-        "min_p": options.min_p,
-        "typical_p": options.typical_p,
-        "repetition_penalty": options.repeat_penalty,
-        "presence_penalty": options.presence_penalty,
-        "frequency_penalty": options.frequency_penalty,
-        "penalty_last_n": engine.info.context_length if last_n == -1 else last_n,
-    }
     if options.num_predict == 0:
         raise APIError(400, "options.num_predict must be at least 1, or -1 for up to the context", param="options")
     max_tokens = options.num_predict if options.num_predict is not None and options.num_predict > 0 else None
     check_generation_size(engine, 1, 1, max_tokens, "options.num_predict")
     stops = [options.stop] if isinstance(options.stop, str) else options.stop or []
-    sampling = engine.sampling(None, sent, seed=options.seed, logit_bias={})
+    sampling = llama_cpp_sampling(engine, options, options.seed)
     return Generation(sampling, max_tokens, tuple(stop for stop in stops if stop))
 
 
