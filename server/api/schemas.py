@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from codebooga.server.api.limits import RequestLimits
 
@@ -173,6 +181,14 @@ class CompletionRequest(SamplingRequest):
     logprobs: int | None = Field(None, ge=0, le=20)
     suffix: str | None = Field(None, max_length=0)
     response_format: ResponseFormat | None = None
+    best_of: int | None = Field(None, ge=1, le=1)
+
+    @field_validator("best_of", mode="before")
+    @classmethod
+    def _one_candidate(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            raise ValueError("best_of is not supported: every sampled choice is returned; send n instead")
+        return value
 
     @property
     def prompt_count(self) -> int:
@@ -282,6 +298,15 @@ class NamedToolChoice(_Request):
     function: NamedFunction
 
 
+_UNSUPPORTED_CHAT_FIELDS = {
+    "functions": "functions is the deprecated form of tools; send tools instead",
+    "function_call": "function_call is the deprecated form of tool_choice; send tool_choice instead",
+    "audio": "audio output is not supported: this model writes text only; leave audio out",
+    "modalities": "only the text modality is supported: this model writes text only",
+    "web_search_options": "web search is not supported by this server; leave web_search_options out",
+}
+
+
 class ChatCompletionRequest(SamplingRequest):
     model_config = ConfigDict(
         json_schema_extra={  # top_logprobs needs logprobs: true (checked in api/chat.py)
@@ -298,6 +323,20 @@ class ChatCompletionRequest(SamplingRequest):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+    # Fields that would change the answer and that this server cannot honour: declared so that sending them is
+    # a 400 naming the field rather than an answer that silently lacks what was asked for.
+    functions: None = None
+    function_call: None = None
+    audio: None = None
+    modalities: list[Literal["text"]] | None = None
+    web_search_options: None = None
+
+    @field_validator("functions", "function_call", "audio", "modalities", "web_search_options", mode="before")
+    @classmethod
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or (info.field_name == "modalities" and value == ["text"]):
+            return value
+        raise ValueError(_UNSUPPORTED_CHAT_FIELDS[info.field_name])
 
     @field_validator("messages", mode="before")
     @classmethod
