@@ -108,6 +108,7 @@ def test_forced_tool_calls_parse_as_ollama_answers_and_results_go_back(
     is read with the ollama package's own response model."""
     body = {"model": MODEL, "messages": ASK_WEATHER, "tools": [WEATHER], "tool_choice": "required", "stream": stream}
     response = httpx.post(f"{server.base_url}/api/chat", json={**body, "options": {"num_predict": 40}}, timeout=120)
+    assert response.headers["content-type"] == ("application/x-ndjson" if stream else "application/json")
     answers = [ollama.ChatResponse.model_validate_json(line) for line in response.text.splitlines()]
     calls = [call for answer in answers for call in answer.message.tool_calls or []]
     assert answers[-1].done and calls  # one call or more: a second may be cut short by num_predict
