@@ -78,7 +78,8 @@ class ServeSettings:
         metavar="NAME",
     )  # fmt: skip
     api_keys: tuple[str, ...] = option(
-        (), key_list, "require `Authorization: Bearer KEY` on every API route (`/health`, `/`, `/api/version` stay open)",
+        (), key_list,
+        "require `Authorization: Bearer KEY` on every API route (`/health`, `/`, `/api/version` stay open)",
         metavar="KEY", shown_default="none", flag="--api-key", repeatable=True, secret=True,
     )  # fmt: skip
     cors_origins: tuple[str, ...] = option(

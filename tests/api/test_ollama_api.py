@@ -118,7 +118,8 @@ def test_forced_tool_calls_parse_as_ollama_answers_and_results_go_back(
     if stream:
         return
     answer = answers[-1]
-    history = [*ASK_WEATHER, answer.message, {"role": "tool", "content": "18 degrees, sunny", "tool_name": "get_weather"}]
+    result = {"role": "tool", "content": "18 degrees, sunny", "tool_name": "get_weather"}
+    history = [*ASK_WEATHER, answer.message, result]
     final = client.chat(model=MODEL, messages=history, tools=[WEATHER], options={"num_predict": 8})
     assert final.prompt_eval_count > answer.prompt_eval_count + 10  # the call and its result are in the prompt
 

@@ -28,7 +28,9 @@ def test_calls_get_ids_and_each_result_answers_the_oldest_open_call() -> None:
         {"name": "get_weather", "arguments": {"city": "Paris"}},
         {"name": "get_time", "arguments": {"city": "Rome"}},
     ]
-    assert rendered[2] == {"role": "tool", "content": "18 degrees", "tool_call_id": calls[0]["id"], "name": "get_weather"}
+    assert rendered[2] == {
+        "role": "tool", "content": "18 degrees", "tool_call_id": calls[0]["id"], "name": "get_weather"
+    }
     assert rendered[3]["tool_call_id"] == calls[1]["id"] and rendered[3]["name"] == "get_time"
 
 

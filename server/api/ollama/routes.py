@@ -8,7 +8,7 @@ Ollama documents its API itself, and the document describes the OpenAI API.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from codebooga.server.engine.chat.session import start_chat
 from codebooga.server.engine.engine import Engine
 from codebooga.server.engine.errors import EngineError, InvalidRequest
 from codebooga.server.engine.structured.answer_grammar import response_format_grammar
-from codebooga.server.engine.types import GenerationRequest, Grammar
+from codebooga.server.engine.types import EngineEvent, GenerationRequest, Grammar
 
 OLLAMA_VERSION = "0.12.0"
 """The Ollama release whose API this imitates; clients refuse servers older than they need (Copilot: 0.6.4)."""
@@ -162,7 +162,10 @@ async def chat_route(request: Request, engine: Engine = Depends(engine_of)) -> R
         if isinstance(piece, list):
             return ChatChunk(model=model, created_at=translate.now(), message=AssistantMessage(tool_calls=piece))
         return ChatChunk(
-            model=model, created_at=translate.now(), message=AssistantMessage(), **translate.final_counters(piece, clock)
+            model=model,
+            created_at=translate.now(),
+            message=AssistantMessage(),
+            **translate.final_counters(piece, clock),
         )
 
     if body.stream:
@@ -179,11 +182,15 @@ async def generate_route(request: Request, engine: Engine = Depends(engine_of)) 
     body = await read_body(request, GenerateRequest)
     translate.refuse_unsupported(body.model, body.think, body.images)
     if body.suffix:
-        raise APIError(400, "suffix (fill-in-the-middle) is not supported: this model family was not trained for infilling")
+        raise APIError(
+            400, "suffix (fill-in-the-middle) is not supported: this model family was not trained for infilling"
+        )
     if body.template:
         raise APIError(400, "template is not supported; format the prompt yourself and send raw: true")
     if body.context:
-        raise APIError(400, "context (the token ids of an earlier answer) is not supported; send the conversation to /api/chat")
+        raise APIError(
+            400, "context (the token ids of an earlier answer) is not supported; send the conversation to /api/chat"
+        )
     model = translate.ollama_name(engine)
     if not body.prompt:  # how clients load a model: nothing to generate
         return _loaded(body.stream, GenerateChunk(model=model, created_at=translate.now()))
@@ -228,7 +235,7 @@ async def _raw_generation(
     settings: translate.Generation,
     requested_format: chat.ResponseFormat | None,
     request_id: str,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[EngineEvent, None]:
     """`raw: true`: the prompt goes to the model as it is, without the chat template."""
     tokens = await asyncio.to_thread(engine.text_prompt, body.prompt, "prompt")
     grammar = await asyncio.to_thread(response_format_grammar, requested_format) if requested_format else None

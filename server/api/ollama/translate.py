@@ -257,4 +257,5 @@ def parameters(engine: Engine) -> str:
         "repeat_penalty": defaults.repetition_penalty,
         "repeat_last_n": defaults.penalty_last_n,
     }
-    return "\n".join(f"{key:<15} {value:g}" if isinstance(value, float) else f"{key:<15} {value}" for key, value in lines.items())
+    shown = {key: f"{value:g}" if isinstance(value, float) else str(value) for key, value in lines.items()}
+    return "\n".join(f"{key:<15} {value}" for key, value in shown.items())
