@@ -42,8 +42,9 @@ class ServeSettings:
     host: str = option("127.0.0.1", text, "address to bind", metavar="ADDRESS")
     port: int = option(8000, whole_number(1), "port to bind", metavar="PORT")
     ctx_size: int = option(
-        4096, whole_number(0), "context per sequence (0 = the model's training context)", metavar="N"
-    )
+        16384, whole_number(0), "context per sequence, capped at the model's training context (0 = all of it)",
+        metavar="N",
+    )  # fmt: skip
     threads: int = option(
         0, whole_number(0), "llama.cpp CPU threads (0 = one per core)", metavar="N", shown_default="one per core"
     )
@@ -94,8 +95,14 @@ class ServeSettings:
         metavar="NAME",
     )  # fmt: skip
     api_keys: tuple[str, ...] = option(
-        (), key_list, "require `Authorization: Bearer KEY` on `/v1/*`",
+        (), key_list,
+        "require `Authorization: Bearer KEY` on every API route (`/health`, `/`, `/api/version` stay open)",
         metavar="KEY", shown_default="none", flag="--api-key", repeatable=True, secret=True,
+    )  # fmt: skip
+    cors_origins: tuple[str, ...] = option(
+        (), key_list, "let web pages from ORIGIN (`https://app.example`, or `*` for any) call the API; "
+        "preflight `OPTIONS` answered", metavar="ORIGIN", shown_default="none (CORS off)", flag="--cors-origin",
+        repeatable=True,
     )  # fmt: skip
     sse_ping: float = option(
         0.0, seconds(), "SSE comment pings this often (seconds) while streaming", metavar="S",

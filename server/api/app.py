@@ -14,12 +14,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from codebooga.server.api.auth import ApiKeyCheck
 from codebooga.server.api.errors import install_error_handlers
 from codebooga.server.api.middleware import RequestIdMiddleware
 from codebooga.server.api.openapi import install_openapi
-from codebooga.server.api.routes import health_router, tokenizer_router, v1_router
+from codebooga.server.api.llama_server.routes import router as llama_server_router
+from codebooga.server.api.ollama.routes import api_router as ollama_router
+from codebooga.server.api.ollama.routes import root_router as ollama_root_router
+from codebooga.server.api.routes import health_router, openai_router, tokenizer_router
 from codebooga.server.engine.engine import Engine
 from codebooga.server.settings import ServeSettings
 
@@ -78,9 +82,23 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health_router)
+    app.include_router(ollama_root_router)
     requires_key = [Depends(ApiKeyCheck(list(settings.api_keys)))]
-    app.include_router(v1_router, dependencies=requires_key)
+    app.include_router(openai_router, prefix="/v1", dependencies=requires_key)
+    # the same routes for clients configured with a base URL without /v1 (llama-server answers both)
+    app.include_router(openai_router, dependencies=requires_key, include_in_schema=False)
     app.include_router(tokenizer_router, dependencies=requires_key)
+    app.include_router(llama_server_router, dependencies=requires_key)
+    app.include_router(ollama_router, dependencies=requires_key)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["*"],  # the openai SDK's x-stainless-* headers, authorization, content-type, ...
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        )
     app.state.http_responses = Counter()
     app.add_middleware(RequestIdMiddleware, responses=app.state.http_responses)
     return app

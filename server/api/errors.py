@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from codebooga.server.api.schemas import ErrorDetail, ErrorResponse
-from codebooga.server.engine.errors import EngineError, GenerationFailed, InvalidRequest, Overloaded
+from codebooga.server.engine.errors import ContextOverflow, EngineError, GenerationFailed, Overloaded
 
 log = logging.getLogger("codebooga.api")
 
@@ -59,8 +59,8 @@ def from_engine_error(error: EngineError) -> APIError:
         )
     if isinstance(error, GenerationFailed):
         return APIError(503, error.message, type="server_error", code="generation_failed")
-    if isinstance(error, InvalidRequest):
-        return APIError(400, error.message, param=error.param)
+    if isinstance(error, ContextOverflow):
+        return APIError(400, error.message, param=error.param, code="context_length_exceeded")
     return APIError(400, error.message, param=error.param)
 
 

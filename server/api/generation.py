@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from codebooga.server.api.errors import APIError
 from codebooga.server.api.limits import RequestLimits
@@ -59,6 +60,37 @@ def resolve_sampling(engine: Engine, body: SamplingRequest) -> SamplingParams:
     return engine.sampling(
         body.preset, body.sampling_fields(), seed=body.seed, logit_bias=body.token_bias()
     )
+
+
+class LlamaCppSamplingFields(Protocol):
+    """Sampling fields as llama.cpp names them, which Ollama's `options` and llama-server's /completion share."""
+
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    min_p: float | None
+    typical_p: float | None
+    repeat_penalty: float | None
+    repeat_last_n: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+
+
+def llama_cpp_sampling(engine: Engine, fields: LlamaCppSamplingFields, seed: int | None) -> SamplingParams:
+    """llama.cpp-named fields over the server's preset; `repeat_last_n` -1 is the whole context."""
+    last_n = fields.repeat_last_n
+    sent = {
+        "temperature": fields.temperature,
+        "top_k": fields.top_k,
+        "top_p": fields.top_p,
+        "min_p": fields.min_p,
+        "typical_p": fields.typical_p,
+        "repetition_penalty": fields.repeat_penalty,
+        "penalty_last_n": engine.info.context_length if last_n == -1 else last_n,
+        "presence_penalty": fields.presence_penalty,
+        "frequency_penalty": fields.frequency_penalty,
+    }
+    return engine.sampling(None, sent, seed=seed, logit_bias={})
 
 
 def engine_response_format(

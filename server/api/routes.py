@@ -35,7 +35,8 @@ from codebooga.server.api.schemas import (
 from codebooga.server.engine.engine import Engine
 
 health_router = APIRouter()
-v1_router = APIRouter(prefix="/v1", responses=error_responses(401, 503))
+openai_router = APIRouter(responses=error_responses(401, 503))
+"""OpenAI's routes, served under /v1 and, for clients that leave the prefix out, at the root (app.py)."""
 tokenizer_router = APIRouter(responses=error_responses(401, 503))
 _BODY_ERRORS = error_responses(400, 408, 413)
 
@@ -90,19 +91,26 @@ async def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
-@v1_router.get("/models", response_model=ModelList)
+def _model_card(request: Request, engine: Engine) -> ModelCard:
+    context = engine.info.context_length
+    return ModelCard(
+        id=engine.info.model_id, created=request.app.state.started, context_length=context, max_model_len=context
+    )
+
+
+@openai_router.get("/models", response_model=ModelList)
 async def list_models(request: Request, engine: Engine = Depends(engine_of)) -> ModelList:
-    return ModelList(data=[ModelCard(id=engine.info.model_id, created=request.app.state.started)])
+    return ModelList(data=[_model_card(request, engine)])
 
 
-@v1_router.get("/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))
+@openai_router.get("/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))
 async def get_model(model_id: str, request: Request, engine: Engine = Depends(engine_of)) -> ModelCard:
     if model_id != engine.info.model_id:
         raise APIError(404, f"model '{model_id}' does not exist; this server serves '{engine.info.model_id}'", param="model", code="model_not_found")
-    return ModelCard(id=engine.info.model_id, created=request.app.state.started)
+    return _model_card(request, engine)
 
 
-@v1_router.post(
+@openai_router.post(
     "/completions",
     response_model=Completion,
     openapi_extra=request_body(CompletionRequest),
@@ -116,7 +124,7 @@ async def completions(request: Request, engine: Engine = Depends(engine_of)) -> 
     return await create_completion(engine, body, request, _ping_seconds(request))
 
 
-@v1_router.post(
+@openai_router.post(
     "/chat/completions",
     response_model=ChatCompletion,
     openapi_extra=request_body(ChatCompletionRequest),

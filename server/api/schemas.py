@@ -516,10 +516,15 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """A model as OpenAI lists it, plus its context per request under the two names clients read (OpenRouter's
+    `context_length`, vLLM's `max_model_len`): agents size and compact their history by it."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "codebooga"
+    context_length: int
+    max_model_len: int
 
 
 class ModelList(BaseModel):

@@ -134,8 +134,12 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
 
 
-def sse_response(chunks: AsyncIterator[str], request: Request, ping_seconds: float) -> EventStreamResponse:
-    """Frame JSON chunks as SSE `data:` events ending with `data: [DONE]`; errors mid-stream become an event."""
+def sse_response(
+    chunks: AsyncIterator[str], request: Request, ping_seconds: float, end_with_done: bool = True
+) -> EventStreamResponse:
+    """Frame JSON chunks as SSE `data:` events ending with `data: [DONE]` (OpenAI's streams; llama-server's
+    /completion ends without it); errors mid-stream become an event."""
+    done = _DONE_EVENT if end_with_done else b""
 
     async def events() -> AsyncGenerator[bytes, None]:
         try:
@@ -145,10 +149,11 @@ def sse_response(chunks: AsyncIterator[str], request: Request, ping_seconds: flo
             yield _data_event(_error_json(from_engine_error(error)))
         except APIError as error:
             yield _data_event(_error_json(error))
-        yield _DONE_EVENT
+        if done:
+            yield done
         log.debug("request %s: stream complete", request.state.request_id)
 
-    return EventStreamResponse(events(), ping_seconds, farewell=_SHUTDOWN_FAREWELL)
+    return EventStreamResponse(events(), ping_seconds, farewell=_data_event(_error_json(SHUTTING_DOWN)) + done)
 
 
 def _data_event(data: str) -> bytes:
@@ -158,8 +163,6 @@ def _data_event(data: str) -> bytes:
 def _error_json(error: APIError) -> str:
     return ErrorResponse(error=error.detail).model_dump_json()
 
-
-_SHUTDOWN_FAREWELL = _data_event(_error_json(SHUTTING_DOWN)) + _DONE_EVENT
 
 
 def chunk_json(chunk: BaseModel, include_usage: bool) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from codebooga.server.engine.backend import Backend, JobStream
 from codebooga.server.engine.chat_template import ChatTemplate
-from codebooga.server.engine.errors import GenerationFailed, InvalidRequest
+from codebooga.server.engine.errors import ContextOverflow, GenerationFailed, InvalidRequest
 from codebooga.server.engine.metrics import EngineMetrics
 from codebooga.server.engine.presets import PresetBook
 from codebooga.server.engine.text_stream import ChoiceText
@@ -89,10 +89,11 @@ class Engine:
         info = self.info
         most = info.context_length * info.longest_token_bytes
         if len(text) > most:
-            raise InvalidRequest(
-                f"the text is {len(text)} characters long, but the model's context holds {info.context_length} "
-                f"tokens of at most {info.longest_token_bytes} characters each, so at most {most} characters "
-                "could ever fit; shorten it",
+            raise ContextOverflow(
+                f"This model's maximum context length is {info.context_length} tokens. However, the text is "
+                f"{len(text)} characters long, but the model's context holds {info.context_length} tokens of at "
+                f"most {info.longest_token_bytes} characters each, so at most {most} characters could ever fit; "
+                "shorten it",
                 param=param,
             )
 
@@ -135,9 +136,12 @@ class Engine:
         context = self.info.context_length
         room = context - prompt_length
         if room < 1:
-            raise InvalidRequest(
-                f"the prompt is {prompt_length} tokens long but the model's context holds {context} tokens "
-                "including the reply; shorten the prompt",
+            reply = max_tokens or 1  # unset: at least the one token a reply needs
+            where = "messages" if param == "messages" else "prompt"
+            raise ContextOverflow(
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{prompt_length + reply} tokens ({prompt_length} in the {where}, {reply} in the completion). "
+                f"Please reduce the length of the {where} or completion.",
                 param=param,
             )
         return room if max_tokens is None else min(max_tokens, room)
@@ -204,13 +208,13 @@ class Engine:
                         yield delta
                     if choice.hit_stop:
                         stream.stop_choice(event.choice)
-                        yield ChoiceFinished(event.choice, "stop")
+                        yield ChoiceFinished(event.choice, "stop", by_stop_string=True)
                 elif isinstance(event, SequenceFinished):
                     delta = choice.finish()
                     if delta is not None:
                         yield delta
                     reason = "stop" if event.reason == "eog" or choice.hit_stop else "length"
-                    yield ChoiceFinished(event.choice, reason)
+                    yield ChoiceFinished(event.choice, reason, by_stop_string=choice.hit_stop)
                 elif isinstance(event, SequenceFailed):
                     log.error("request %s: generation failed: %s", request.request_id, event.message)
                     raise GenerationFailed(f"generation failed: {event.message}")

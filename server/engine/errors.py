@@ -16,6 +16,10 @@ class InvalidRequest(EngineError):
     """The request cannot be served as asked (too long a prompt, an unknown preset, ...)."""
 
 
+class ContextOverflow(InvalidRequest):
+    """The prompt leaves no room in the context: clients that compact their history look for this one."""
+
+
 class Overloaded(EngineError):
     """The engine is at capacity; the caller should retry after `retry_after` seconds."""
 

@@ -79,6 +79,12 @@ class ModelInfo:
     longest_token_bytes: int
     """The most text one token stands for, special tokens' markup included: a text of more characters than
     `context_length` times this can never fit the context, whatever it tokenizes to."""
+    architecture: str = "llama"
+    """The model family as GGUF names it (`general.architecture`); Ollama clients read `<arch>.context_length`."""
+    parameter_count: int = 0
+    """Weights in the model, 0 where the backend does not say."""
+    quantization: str = ""
+    """How the weights are stored (`Q4_K_M`, `F16`), empty where the backend does not say."""
 
 
 # --- backend level: token ids -------------------------------------------------------------------------------
@@ -160,6 +166,8 @@ class TextDelta:
 class ChoiceFinished:
     choice: int
     finish_reason: FinishReason
+    by_stop_string: bool = False
+    """A "stop" that came from a stop string rather than the end-of-generation token."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A second server as a CodeBooga deployment runs it: Alpaca template forced, API keys required."""
+"""A second server as a CodeBooga deployment runs it: Alpaca template forced, API keys required, one web
+origin allowed (CORS)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 )
 KEYS = ("sk-first-key", "sk-second-key")
+ORIGIN = "https://chat.example"
+# what the openai SDK in a browser sends before its first POST
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type,x-stainless-os,x-stainless-lang,"
+    "x-stainless-package-version,x-stainless-retry-count,x-stainless-timeout",
+}
 
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[RunningServer]:
     with running_server(
         "--chat-template", "alpaca", "--api-key", KEYS[0], "--ctx-size", "1024", "--parallel", "2",
+        "--cors-origin", ORIGIN,
         env={"CODEBOOGA_API_KEYS": "ignored-when-flags-given"},
     ) as running:
         yield running
@@ -78,3 +87,30 @@ def test_keys_from_the_environment() -> None:
     with running_server("--ctx-size", "512", "--parallel", "1", env={"CODEBOOGA_API_KEYS": "env-a, env-b"}) as running:
         assert httpx.get(f"{running.api_url}/models", headers=auth("env-b")).status_code == 200
         assert httpx.get(f"{running.api_url}/models", headers=auth("env-c")).status_code == 401
+
+
+def test_cors_preflight_allows_the_configured_origin_with_the_sdk_headers(keyed_server: RunningServer) -> None:
+    url = f"{keyed_server.api_url}/chat/completions"
+    allowed = httpx.options(url, headers={**PREFLIGHT, "Origin": ORIGIN})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+    granted = allowed.headers["access-control-allow-headers"].lower()
+    assert all(header in granted for header in PREFLIGHT["Access-Control-Request-Headers"].split(","))
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    denied = httpx.options(url, headers={**PREFLIGHT, "Origin": "https://elsewhere.example"})
+    assert denied.status_code == 400 and "access-control-allow-origin" not in denied.headers
+    models = httpx.get(f"{keyed_server.api_url}/models", headers={**auth(KEYS[0]), "Origin": ORIGIN})
+    assert models.status_code == 200 and models.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-request-id" in models.headers["access-control-expose-headers"]
+
+
+def test_cors_is_off_by_default(server: RunningServer) -> None:
+    response = httpx.options(f"{server.api_url}/chat/completions", headers={**PREFLIGHT, "Origin": ORIGIN})
+    assert response.status_code == 405 and "access-control-allow-origin" not in response.headers
+
+
+def test_keys_guard_the_ollama_and_llama_server_routes_too(keyed_server: RunningServer) -> None:
+    tags = httpx.get(f"{keyed_server.base_url}/api/tags")
+    assert tags.status_code == 401 and "API key" in tags.json()["error"]  # in Ollama's error shape
+    assert httpx.get(f"{keyed_server.base_url}/api/tags", headers=auth(KEYS[0])).status_code == 200
+    assert httpx.post(f"{keyed_server.base_url}/completion", json={"prompt": "x"}).status_code == 401
+    assert httpx.get(f"{keyed_server.base_url}/").text == "Ollama is running"  # open, as /health is

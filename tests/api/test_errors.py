@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -89,12 +91,20 @@ def test_an_empty_prompt_is_refused_instead_of_waiting_forever(server: RunningSe
 def test_prompt_longer_than_the_context_names_both_numbers(server: RunningServer) -> None:
     response = post(server, "/v1/completions", {"prompt": "word " * 3000, "max_tokens": 4})
     error = assert_openai_error(response, 400, "prompt")
-    assert "2048" in error["message"] and "300" in error["message"]
+    assert error["code"] == "context_length_exceeded"
+    assert re.fullmatch(
+        r"This model's maximum context length is 2048 tokens\. However, you requested (\d+) tokens \(3\d\d\d in "
+        r"the prompt, 4 in the completion\)\. Please reduce the length of the prompt or completion\.",
+        error["message"],
+    )
 
 
-def test_chat_longer_than_the_context(server: RunningServer) -> None:
+def test_chat_longer_than_the_context_is_openais_overflow_error(server: RunningServer) -> None:
     body = {"messages": [{"role": "user", "content": "word " * 3000}]}
-    assert_openai_error(post(server, "/v1/chat/completions", body), 400, "messages", "context")
+    error = assert_openai_error(post(server, "/v1/chat/completions", body), 400, "messages")
+    assert error["code"] == "context_length_exceeded"
+    assert error["message"].startswith("This model's maximum context length is 2048 tokens. However, you requested")
+    assert "in the messages, 1 in the completion). Please reduce the length of the messages" in error["message"]
 
 
 def test_suffix_is_refused_because_the_model_cannot_infill(server: RunningServer) -> None:

@@ -21,6 +21,7 @@ def client(server: RunningServer) -> openai.OpenAI:
 def test_models_lists_the_loaded_model(client: openai.OpenAI) -> None:
     models = client.models.list().data
     assert [model.id for model in models] == ["SmolLM2-135M-Instruct.Q4_1"]
+    assert models[0].context_length == models[0].max_model_len == 2048  # what agents size their history by
 
 
 def test_chat_completion_reports_the_real_model_and_usage(client: openai.OpenAI) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from codebooga.merge.exl2.legacy_config import exllamav2_rope_keys
 from codebooga.merge.shared.files import read_json_object
+from codebooga.server.engine.context_size import capped_context
 from codebooga.server.engine.types import BackendJob
 
 log = logging.getLogger("codebooga.exllamav2")
@@ -27,7 +28,7 @@ class Exl2LoadError(Exception):
 
 @dataclass(frozen=True)
 class Exl2Options:
-    max_seq_len: int = 4096  # per sequence; 0 = the model's own
+    max_seq_len: int = 16384  # per sequence, at most the model's own; 0 = the model's own
     cache_type: str = "fp16"
     gpu_split: tuple[float, ...] | None = None  # GB of weights per GPU; None = autosplit
     parallel: int = 4
@@ -88,8 +89,7 @@ class Exl2Model:
             config = ExLlamaV2Config(str(folder))
             config.arch_compat_overrides()
             apply_rope_parameters(config, folder)
-            if options.max_seq_len:
-                config.max_seq_len = options.max_seq_len
+            config.max_seq_len = capped_context(options.max_seq_len, config.max_seq_len)
             self.max_seq_len = config.max_seq_len
             self.model = ExLlamaV2(config)
             cache_class = caches[options.cache_type]

@@ -36,6 +36,9 @@ class LlamaCppBackend:
             eos_token=model.token_text(model.eos_token_id),
             backend="llama.cpp",
             longest_token_bytes=model.longest_token_bytes(),
+            architecture=model.metadata("general.architecture") or "llama",
+            parameter_count=model.parameter_count(),
+            quantization=model.quantization(),
         )
 
     @property

@@ -17,6 +17,7 @@ from pathlib import Path
 import llama_cpp as llama
 import numpy as np
 
+from codebooga.server.engine.context_size import capped_context
 from codebooga.server.engine.llama_cpp.amx_guard import choose_extra_buffer_types
 
 log = logging.getLogger("codebooga.llama_cpp")
@@ -70,7 +71,7 @@ FLASH_ATTENTION = {"auto": llama.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama.LLAMA_F
 
 @dataclass(frozen=True)
 class ContextOptions:
-    n_ctx_per_seq: int = 4096
+    n_ctx_per_seq: int = 16384
     n_parallel: int = 4
     n_threads: int = 0
     n_batch: int = 512
@@ -101,7 +102,7 @@ class LlamaCppModel:
         self.vocab = llama.llama_model_get_vocab(self.model)
         self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama.llama_model_n_ctx_train(self.model)
-        self.n_ctx_per_seq = options.n_ctx_per_seq or self.n_ctx_train
+        self.n_ctx_per_seq = capped_context(options.n_ctx_per_seq, self.n_ctx_train)
         self.n_parallel = options.n_parallel
         self.n_batch = options.n_batch
 
@@ -209,6 +210,16 @@ class LlamaCppModel:
             buffer = ctypes.create_string_buffer(size + 1)
             llama.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
         return buffer.value.decode("utf-8", errors="replace")
+
+    def parameter_count(self) -> int:
+        return int(llama.llama_model_n_params(self.model))
+
+    def quantization(self) -> str:
+        """The weights' type from llama.cpp's description of the model ("llama 135M Q4_1" → "Q4_1")."""
+        buffer = ctypes.create_string_buffer(256)
+        llama.llama_model_desc(self.model, buffer, len(buffer))
+        words = buffer.value.decode("utf-8", errors="replace").split()
+        return words[-1] if len(words) >= 3 else ""
 
     def chat_template(self) -> str | None:
         template = llama.llama_model_chat_template(self.model, None)

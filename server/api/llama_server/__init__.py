@@ -1,0 +1,1 @@
+"""llama-server's own routes (`POST /completion`, `GET /props`) for the clients built against llama.cpp's server."""
