@@ -19,21 +19,17 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
+from bench_servers import REPO, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
-
-REPO = Path(__file__).resolve().parent.parent
 
 ANSWER_TOKENS = 96
 EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
@@ -47,40 +43,6 @@ QUESTIONS = [
     "Write a Rust function that reverses a vector in place.",
     "Describe how TCP's three-way handshake works.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def launched(name: str, command: list[str], port: int, ready_path: str) -> Iterator[str]:
-    log = open(REPO / "bench" / "results" / f"{name}.log", "w")
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited; see bench/results/{name}.log")
-            try:
-                if httpx.get(base + ready_path, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"{name} did not become ready")
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @dataclass
@@ -228,7 +190,7 @@ def main() -> None:
                 continue
             port = free_port()
             command = [*command, "--port", str(port), *(["--host", "127.0.0.1"] if name != "codebooga" else [])]
-            bases[name] = stack.enter_context(launched(name, command, port, ready))
+            bases[name] = stack.enter_context(launched(name, command, port, ready)).base
         results = asyncio.run(measure(bases, args.repeats))
     for name, result in results.items():
         print(name, json.dumps(result, indent=1), flush=True)

@@ -1,0 +1,204 @@
+"""IDE benchmark: more users than slots, each sending its own source file again and again with a growing history.
+
+Every user has a real file of the Python standard library (1–3k tokens) as context and asks --turns questions
+about it; each turn carries the whole conversation so far. Users are interleaved (each turn, every user sends
+its request, 0.25 s apart, all in flight together), answers are greedy and short. codebooga and llama-server
+(built from the llama.cpp sources vendored in llama-cpp-python, default cache settings) get the same GGUF,
+threads and slots, and are measured in alternating rounds; each round salts the files so no round profits from
+the previous one's caches.
+
+Reported per server (medians over rounds): follow-up time to first token p50/p95 (turns after the first), first
+turn p50, prompt tokens recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt_n` and
+`timings.cache_n` of each response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go
+to bench/results/ide.json.
+
+    .venv/bin/python bench/ide_bench.py --llama-server PATH [--users 8 --slots 4 --turns 3 --rounds 2]
+    make ide-bench   # builds llama-server first
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench_servers import REPO, Launched, free_port, launched
+from codebooga.server.embedded_model import embedded_model_path
+
+STDLIB = Path(os.__file__).parent
+SOURCES = ["json/decoder.py", "shlex.py", "textwrap.py", "heapq.py", "bisect.py", "fnmatch.py", "queue.py",
+           "glob.py", "string.py", "colorsys.py", "calendar.py", "statistics.py"]  # fmt: skip
+QUESTIONS = ["What does this file do?", "Which function is the most complex, and why?",
+             "Suggest one improvement.", "Write a docstring for its first function."]  # fmt: skip
+ANSWER_TOKENS = 16
+CHARS_PER_FILE = (4_000, 10_000)  # about 1–3k tokens of code
+
+
+@dataclass
+class RoundResult:
+    first_turn_ttft: list[float] = field(default_factory=list)
+    follow_up_ttft: list[float] = field(default_factory=list)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    recomputed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def user_files(users: int, salt: str) -> list[str]:
+    files = []
+    for user in range(users):
+        text = (STDLIB / SOURCES[user % len(SOURCES)]).read_text()
+        low, high = CHARS_PER_FILE
+        size = low + (high - low) * user // max(users - 1, 1)
+        files.append(f"# {salt} user {user}\n{text[:size]}")
+    return files
+
+
+async def ask(client: httpx.AsyncClient, messages: list[dict]) -> tuple[float, str, dict]:
+    """Stream one greedy answer; returns (time to first token, text, the final usage/timings record)."""
+    body = {"model": "bench", "messages": messages, "max_tokens": ANSWER_TOKENS, "stream": True,
+            "stream_options": {"include_usage": True}, "temperature": 0, "top_k": 1, "top_p": 1,
+            "repeat_penalty": 1.0, "repetition_penalty": 1.0}  # fmt: skip
+    started = time.perf_counter()
+    first = None
+    text: list[str] = []
+    final: dict = {}
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", []):
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    first = first if first is not None else time.perf_counter() - started
+                    text.append(content)
+            if chunk.get("usage"):
+                final["usage"] = chunk["usage"]
+            if chunk.get("timings"):
+                final["timings"] = chunk["timings"]
+    return (first if first is not None else time.perf_counter() - started), "".join(text), final
+
+
+async def one_round(server: Launched, name: str, users: int, turns: int, salt: str) -> RoundResult:
+    result = RoundResult()
+    conversations = [[{"role": "user", "content": f"{code}\n\n{QUESTIONS[0]}"}] for code in user_files(users, salt)]
+    async with httpx.AsyncClient(base_url=server.base, timeout=600) as client:
+        before = (await client.get("/health")).json() if name == "codebooga" else {}
+        started = time.perf_counter()
+        for turn in range(turns):
+
+            async def user_turn(user: int) -> None:
+                await asyncio.sleep(0.25 * user)
+                ttft, answer, final = await ask(client, conversations[user])
+                (result.follow_up_ttft if turn else result.first_turn_ttft).append(ttft)
+                usage = final.get("usage", {})
+                result.completion_tokens += usage.get("completion_tokens", 0)
+                result.prompt_tokens += usage.get("prompt_tokens", 0)
+                timings = final.get("timings", {})
+                result.recomputed += timings.get("prompt_n", 0)
+                result.reused += timings.get("cache_n", 0)
+                conversations[user] += [{"role": "assistant", "content": answer},
+                                        {"role": "user", "content": QUESTIONS[(turn + 1) % len(QUESTIONS)]}]  # fmt: skip
+
+            await asyncio.gather(*(user_turn(user) for user in range(users)))
+        result.seconds = time.perf_counter() - started
+        if name == "codebooga":
+            after = (await client.get("/health")).json()
+            result.recomputed = after["prompt_tokens_decoded"] - before["prompt_tokens_decoded"]
+            result.reused = after["prompt_tokens_reused"] - before["prompt_tokens_reused"]
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary(rounds: list[RoundResult], peak_rss_mib: float) -> dict:
+    def median(metric) -> float:
+        return statistics.median(metric(result) for result in rounds)
+
+    return {
+        "follow_up_ttft_p50_s": median(lambda r: percentile(r.follow_up_ttft, 0.5)),
+        "follow_up_ttft_p95_s": median(lambda r: percentile(r.follow_up_ttft, 0.95)),
+        "first_turn_ttft_p50_s": median(lambda r: percentile(r.first_turn_ttft, 0.5)),
+        "prompt_tokens_recomputed": median(lambda r: r.recomputed),
+        "prompt_tokens_reused": median(lambda r: r.reused),
+        "prompt_tokens": median(lambda r: r.prompt_tokens),
+        "aggregate_tok_s": median(lambda r: r.completion_tokens / r.seconds),
+        "round_seconds": median(lambda r: r.seconds),
+        "peak_rss_mib": peak_rss_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=embedded_model_path())
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=4096, help="context per slot")
+    parser.add_argument("--llama-server", type=Path, help="path to llama.cpp's llama-server binary")
+    args = parser.parse_args()
+    (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    model, threads, slots = str(args.model), str(args.threads), str(args.slots)
+    servers = {
+        "codebooga": (
+            [sys.executable, "-m", "codebooga.server", "serve", "--model", model, "--threads", threads,
+             "--parallel", slots, "--ctx-size", str(args.ctx), "--log-level", "warning",
+             "--queue-timeout", "3600"],  # llama-server lets requests wait as long as it takes
+            "/health",
+        ),
+    }  # fmt: skip
+    if args.llama_server:
+        servers["llama-server"] = (
+            [str(args.llama_server), "-m", model, "-t", threads, "-tb", threads, "-np", slots,
+             "-c", str(args.slots * args.ctx), "--log-disable", "--host", "127.0.0.1"],
+            "/health",
+        )  # fmt: skip
+    rounds: dict[str, list[RoundResult]] = {name: [] for name in servers}
+    with ExitStack() as stack:
+        running = {}
+        for name, (command, ready) in servers.items():
+            port = free_port()
+            running[name] = stack.enter_context(launched(name, [*command, "--port", str(port)], port, ready))
+        for index in range(args.rounds):
+            order = list(running) if index % 2 == 0 else list(reversed(running))
+            for name in order:
+                result = asyncio.run(one_round(running[name], name, args.users, args.turns, f"round {index}"))
+                rounds[name].append(result)
+                print(f"round {index} {name}: follow-up TTFT p50 {percentile(result.follow_up_ttft, 0.5):.2f} s, "
+                      f"{result.completion_tokens / result.seconds:.1f} tok/s, recomputed {result.recomputed}, "
+                      f"reused {result.reused}", flush=True)  # fmt: skip
+        results = {name: summary(rounds[name], running[name].peak_rss_mib()) for name in running}
+    ratios = {}
+    if "llama-server" in results:
+        ours, theirs = results["codebooga"], results["llama-server"]
+        ratios = {
+            "follow_up_ttft_p50": ours["follow_up_ttft_p50_s"] / theirs["follow_up_ttft_p50_s"],
+            "follow_up_ttft_p95": ours["follow_up_ttft_p95_s"] / theirs["follow_up_ttft_p95_s"],
+            "aggregate_tok_s": ours["aggregate_tok_s"] / theirs["aggregate_tok_s"],
+        }
+    record = {"users": args.users, "slots": args.slots, "turns": args.turns, "rounds": args.rounds,
+              "threads": args.threads, "model": Path(model).name, "results": results, "ratios": ratios,
+              "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    (REPO / "bench" / "results" / "ide.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
