@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SOURCES = {"server": "codebooga/server", "merge": "codebooga/merge", "prompts": "codebooga/prompts",
            "presets": "codebooga/presets"}  # fmt: skip
-DATA_SUFFIXES = (".py", ".jinja", ".yaml")
+DATA_SUFFIXES = (".py", ".jinja", ".yaml", ".html", ".js", ".css", ".png", ".txt", "")  # "": LICENSE, NOTICE
 RECIPE = "codebooga-34b-v0.1"
 PARENTS = {"Phind/Phind-CodeLlama-34B-v2": PHIND_LIKE, "WizardLMTeam/WizardCoder-Python-34B-V1.0": WIZARD_LIKE}
 
@@ -90,7 +90,7 @@ def test_the_wheel_holds_every_source_and_data_file_under_codebooga_only(wheel: 
         f"{target}/{path.relative_to(REPO_ROOT / folder).as_posix()}"
         for folder, target in SOURCES.items()
         for path in (REPO_ROOT / folder).rglob("*")
-        if path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts
+        if path.is_file() and path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts
     }
     assert expected - names == set(), "pyproject.toml's packages or package-data miss these files"
 
