@@ -12,17 +12,16 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Route, expect, sync_playwright
 
 from server_process import RunningServer, running_server
+from ui_pages import Watched
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 expect.set_options(timeout=30_000)  # answers stream from a real model on a shared CPU
 
 
@@ -56,21 +55,6 @@ def browser(chromium: Path) -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=str(chromium))
         yield launched
         launched.close()
-
-
-@dataclass
-class Watched:
-    """A page and what it did that it must not: console errors, uncaught exceptions, requests to other hosts."""
-
-    page: Page
-    errors: list[str] = field(default_factory=list)
-    foreign_requests: list[str] = field(default_factory=list)
-
-    def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / name
-        self.page.screenshot(path=path, full_page=True)
-        return path
 
 
 @pytest.fixture()

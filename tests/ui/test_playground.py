@@ -11,37 +11,10 @@ import json
 import time
 
 import httpx
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import expect
 
 from server_process import RunningServer
-from conftest import ARTIFACTS, Watched
-
-
-def open_playground(page: Page) -> None:
-    page.goto("/ui")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-
-
-def ask(page: Page, prompt: str, max_tokens: int) -> None:
-    page.fill("#max_tokens", str(max_tokens))
-    page.fill("#prompt", prompt)
-    page.click("#send")
-
-
-def fake_answer(page: Page, text: str) -> None:
-    """Answer every chat request with `text` as the server would stream it, in three pieces."""
-    cut = [0, len(text) // 3, 2 * len(text) // 3, len(text)]
-    events = [
-        {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text[a:b]}}]}
-        for a, b in zip(cut, cut[1:])
-    ]
-    events.append({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})  # fmt: skip
-    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
-
-    def answer(route: Route) -> None:
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
-
-    page.route("**/v1/chat/completions", answer)
+from ui_pages import ARTIFACTS, Watched, ask, fake_answer, open_playground
 
 
 def test_browsers_are_sent_to_the_playground_and_api_clients_get_ollamas_answer(ui_server: RunningServer) -> None:
@@ -72,7 +45,7 @@ def test_the_page_loads_from_the_server_alone_without_errors(watched: Watched) -
 def test_a_chat_streams_into_the_page_with_its_figures(watched: Watched) -> None:
     page = watched.page
     open_playground(page)
-    ask(page, "Write a short poem about the sea.", 24)
+    ask(page, "Write a Python function that reverses a string.", 32)
     answer = page.locator(".message.assistant")
     page.wait_for_function(
         "() => { const a = document.querySelector('.message.assistant');"
