@@ -17,6 +17,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -115,6 +116,8 @@ def test_serve_from_any_folder_answers_the_openai_client(venv: Path, elsewhere: 
         )  # fmt: skip
         assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
         assert "divine-intellect" in server.log()  # the default preset, read from the installed package data
+        for page in ("/ui", "/docs", "/ui/static/app.js", "/ui/static/vendor/swagger-ui/swagger-ui-bundle.js"):
+            assert httpx.get(f"{server.base_url}{page}").status_code == 200, page  # the playground's files too
 
 
 def test_merge_a_shipped_recipe_by_name_and_by_path(venv: Path, elsewhere: Path, tmp_path: Path) -> None:
