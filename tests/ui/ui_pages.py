@@ -45,7 +45,8 @@ def fake_answer(page: Page, text: str) -> None:
         {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text[a:b]}}]}
         for a, b in zip(cut, cut[1:])
     ]
-    events.append({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})  # fmt: skip
+    usage = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
+    events.append({"object": "chat.completion.chunk", "choices": [], "usage": usage})
     body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
 
     def answer(route: Route) -> None:

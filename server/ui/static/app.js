@@ -279,7 +279,9 @@ function rank(side, points, button) {
   const round = state.pending;
   if (!round) return;
   round.points[side] = points;
-  button.parentElement.querySelectorAll("button").forEach((other) => other.classList.toggle("chosen", other === button));
+  for (const other of button.parentElement.querySelectorAll("button")) {
+    other.classList.toggle("chosen", other === button);
+  }
   if ("A" in round.points && "B" in round.points) {
     state.rankings.push(round);
     state.pending = null;
@@ -350,9 +352,11 @@ function showPreset() {
 async function loadPresets() {
   const list = await (await apiFetch(location.origin, "/v1/presets")).json();
   state.presets = list.data;
-  $("#preset").replaceChildren(
-    ...list.data.map((preset) => new Option(preset.default ? `${preset.name} (server default)` : preset.name, preset.name, false, preset.default)),
-  );
+  const options = list.data.map((preset) => {
+    const label = preset.default ? `${preset.name} (server default)` : preset.name;
+    return new Option(label, preset.name, false, preset.default);
+  });
+  $("#preset").replaceChildren(...options);
   showPreset();
 }
 
