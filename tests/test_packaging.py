@@ -17,6 +17,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 SOURCES = {"server": "codebooga/server", "merge": "codebooga/merge", "prompts": "codebooga/prompts",
            "presets": "codebooga/presets"}  # fmt: skip
-DATA_SUFFIXES = (".py", ".jinja", ".yaml")
+DATA_SUFFIXES = (".py", ".jinja", ".yaml", ".html", ".js", ".css", ".png", ".txt", "")  # "": LICENSE, NOTICE
 RECIPE = "codebooga-34b-v0.1"
 PARENTS = {"Phind/Phind-CodeLlama-34B-v2": PHIND_LIKE, "WizardLMTeam/WizardCoder-Python-34B-V1.0": WIZARD_LIKE}
 
@@ -90,7 +91,7 @@ def test_the_wheel_holds_every_source_and_data_file_under_codebooga_only(wheel: 
         f"{target}/{path.relative_to(REPO_ROOT / folder).as_posix()}"
         for folder, target in SOURCES.items()
         for path in (REPO_ROOT / folder).rglob("*")
-        if path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts
+        if path.is_file() and path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts
     }
     assert expected - names == set(), "pyproject.toml's packages or package-data miss these files"
 
@@ -115,6 +116,8 @@ def test_serve_from_any_folder_answers_the_openai_client(venv: Path, elsewhere: 
         )  # fmt: skip
         assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
         assert "divine-intellect" in server.log()  # the default preset, read from the installed package data
+        for page in ("/ui", "/docs", "/ui/static/app.js", "/ui/static/vendor/swagger-ui/swagger-ui-bundle.js"):
+            assert httpx.get(f"{server.base_url}{page}").status_code == 200, page  # the playground's files too
 
 
 def test_merge_a_shipped_recipe_by_name_and_by_path(venv: Path, elsewhere: Path, tmp_path: Path) -> None:

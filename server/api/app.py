@@ -26,6 +26,7 @@ from codebooga.server.api.ollama.routes import root_router as ollama_root_router
 from codebooga.server.api.routes import health_router, openai_router, tokenizer_router
 from codebooga.server.engine.engine import Engine
 from codebooga.server.settings import ServeSettings
+from codebooga.server.ui.routes import install_ui
 
 log = logging.getLogger("codebooga.server")
 
@@ -74,6 +75,8 @@ def create_app(
         summary="OpenAI-compatible server for CodeBooga-style LLaMA models",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # install_ui serves /docs from the package; ReDoc, CDN-only, is left out
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.limits = settings.request_limits()
@@ -90,6 +93,7 @@ def create_app(
     app.include_router(tokenizer_router, dependencies=requires_key)
     app.include_router(llama_server_router, dependencies=requires_key)
     app.include_router(ollama_router, dependencies=requires_key)
+    install_ui(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -29,6 +29,8 @@ from codebooga.server.api.schemas import (
     HealthStatus,
     ModelCard,
     ModelList,
+    PresetCard,
+    PresetList,
     TokenizeRequest,
     TokenizeResponse,
 )
@@ -101,6 +103,21 @@ def _model_card(request: Request, engine: Engine) -> ModelCard:
 @openai_router.get("/models", response_model=ModelList)
 async def list_models(request: Request, engine: Engine = Depends(engine_of)) -> ModelList:
     return ModelList(data=[_model_card(request, engine)])
+
+
+@openai_router.get("/presets", response_model=PresetList)
+async def list_presets(engine: Engine = Depends(engine_of)) -> PresetList:
+    """The presets a request's `preset` field can name (a codebooga extension); the playground's picker."""
+    cards = [
+        PresetCard(
+            name=preset.name,
+            description=preset.description,
+            sampling=dict(preset.values),
+            default=preset.name == engine.default_preset,
+        )
+        for preset in map(engine.presets.get, engine.presets.names)
+    ]
+    return PresetList(default=engine.default_preset, data=cards)
 
 
 @openai_router.get("/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))

@@ -532,6 +532,23 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class PresetCard(BaseModel):
+    """A sampling preset (`presets/*.yaml`): what a request's `preset` field can name, and the fields it sets."""
+
+    name: str
+    description: str
+    sampling: dict[str, float]
+    default: bool = Field(description="The server's preset (--preset): fields a request leaves out come from it.")
+
+
+class PresetList(BaseModel):
+    """GET /v1/presets (a codebooga extension): the playground's preset picker and other clients read it."""
+
+    object: Literal["list"] = "list"
+    default: str
+    data: list[PresetCard]
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str

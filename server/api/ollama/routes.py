@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from codebooga.server.api.body import read_body
@@ -71,7 +71,10 @@ api_router = APIRouter(prefix="/api", route_class=OllamaRoute, include_in_schema
 
 
 @root_router.api_route("/", methods=["GET", "HEAD"])
-async def is_running() -> PlainTextResponse:
+async def is_running(request: Request) -> Response:
+    """Ollama clients probe `GET /`; a browser (it asks for HTML) is sent on to the playground instead."""
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/ui", status_code=307)
     return PlainTextResponse("Ollama is running")
 
 
