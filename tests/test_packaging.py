@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SOURCES = {"server": "codebooga/server", "merge": "codebooga/merge", "prompts": "codebooga/prompts",
            "presets": "codebooga/presets"}  # fmt: skip
-DATA_SUFFIXES = (".py", ".jinja", ".yaml")
+DATA_SUFFIXES = (".py", ".jinja", ".yaml", ".gz")
 RECIPE = "codebooga-34b-v0.1"
 PARENTS = {"Phind/Phind-CodeLlama-34B-v2": PHIND_LIKE, "WizardLMTeam/WizardCoder-Python-34B-V1.0": WIZARD_LIKE}
 

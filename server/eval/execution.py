@@ -1,0 +1,32 @@
+"""Turn a problem and a completion into a program, run it in the sandbox, and say whether it passed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codebooga.server.eval.sandbox import Limits, Sandbox
+from codebooga.server.eval.suites import Problem
+
+PROGRAMS = {"python": ("program.py", ["python3", "-I", "program.py"]), "javascript": ("program.js", ["node", "program.js"])}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    outcome: str  # "passed", "failed", "timed out", with the tail of the error for "failed"
+
+
+def program_text(problem: Problem, completion: str) -> str:
+    """HumanEval's assembly: prompt + completion, the tests, then the call of `check` on the entry point."""
+    return f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+
+
+def execute(sandbox: Sandbox, problem: Problem, completion: str, limits: Limits) -> Verdict:
+    name, argv = PROGRAMS[problem.language]
+    result = sandbox.run({name: program_text(problem, completion)}, argv, limits)
+    if result.passed:
+        return Verdict(True, "passed")
+    if result.timed_out:
+        return Verdict(False, "timed out")
+    tail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.exit_code}"]
+    return Verdict(False, f"failed: {tail[0][:200]}")
