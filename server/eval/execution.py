@@ -28,5 +28,11 @@ def execute(sandbox: Sandbox, problem: Problem, completion: str, limits: Limits)
         return Verdict(True, "passed")
     if result.timed_out:
         return Verdict(False, "timed out")
-    tail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.exit_code}"]
-    return Verdict(False, f"failed: {tail[0][:200]}")
+    return Verdict(False, f"failed: {_error_line(result.stderr) or f'exit {result.exit_code}'}")
+
+
+def _error_line(stderr: str) -> str:
+    """The line that names the error: Python ends its traceback with it, node prints its version after it."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line or "Exception" in line]
+    return (named or lines or [""])[-1][:200]
