@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument("--serve", action="append", default=[], metavar="GGUF",
                         help="a local GGUF to serve with `codebooga serve` for the run, or `embedded` for the "
                         "bundled test model (repeatable)")  # fmt: skip
+    target.add_argument("--recipe", action="append", default=[], metavar="RECIPE",
+                        help="a merge recipe (file or shipped name): built with `codebooga build --quant QUANT`, "
+                        "then served and scored like --serve (repeatable; ranks merge variants)")  # fmt: skip
+    target.add_argument("--quant", default="Q4_K_M", metavar="TYPE", help="quantization of --recipe builds (default Q4_K_M)")
     target.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="extra argument for those servers, e.g. --serve-arg=--ctx-size=4096 (repeatable)")  # fmt: skip
     target.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="bearer token [OPENAI_API_KEY]")
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     for index, url in enumerate(args.endpoint):
         model = _model_for(args.model, index) or first_model(url, args.api_key)
         score(Endpoint(url, model, f"{model}@{url}", args.api_key))
-    for model_path in args.serve:
+    for model_path in [*args.serve, *(_built(recipe, args.quant) for recipe in args.recipe)]:
         print(f"codebooga eval: serving {model_path} for the run", file=sys.stderr)
         with served(model_path, args.serve_arg) as url:
             score(Endpoint(url, first_model(url, None), Path(model_path).name))
@@ -111,9 +115,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _built(recipe: str, quant: str) -> str:
+    from codebooga.merge.gguf.cli import build_gguf
+
+    print(f"codebooga eval: building {recipe} ({quant})", file=sys.stderr)
+    return str(build_gguf(recipe, quant))
+
+
 def _check_args(args: argparse.Namespace) -> None:
-    if not args.endpoint and not args.serve:
-        raise CliError("nothing to score: give --endpoint URL or --serve GGUF (or --serve embedded)")
+    if not args.endpoint and not args.serve and not args.recipe:
+        raise CliError("nothing to score: give --endpoint URL, --serve GGUF (or --serve embedded) or --recipe RECIPE")
     if len(args.model) > 1 and len(args.model) != len(args.endpoint):
         raise CliError(f"{len(args.model)} --model for {len(args.endpoint)} --endpoint: give one, or one each")
     for name, value in (("--samples", args.samples), ("--parallel", args.parallel), ("--max-tokens", args.max_tokens)):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -63,7 +63,8 @@ def run_endpoint(client: EndpointClient, plan: RunPlan, sandbox: Sandbox, store:
     pool = ThreadPoolExecutor(max_workers=plan.parallel)
     try:
         with tqdm(total=len(owed), desc=label, unit="sample") as bar:
-            for _ in pool.map(one, owed):
+            for done in as_completed([pool.submit(one, job) for job in owed]):
+                done.result()
                 bar.update()
     finally:
         # An endpoint error ends the run at once; what finished is saved, and the next run resumes from there.

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from codebooga.server.eval.sandbox import Sandbox
+from llama_checkpoints import make_checkpoint, make_recipe, tokenizer_model  # noqa: F401  (fixtures, by name)
 
 
 def _install_bubblewrap() -> str:
@@ -27,11 +28,17 @@ def _install_bubblewrap() -> str:
     return "installed" if done.returncode == 0 else f"apt-get install bubblewrap failed: {done.stderr[-500:]}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bubblewrap() -> str:
+    """Every eval test, the CLI ones included, runs with bubblewrap installed when this machine allows it."""
+    return _install_bubblewrap()
+
+
 @pytest.fixture(scope="session")
-def sandbox() -> Sandbox:
+def sandbox(bubblewrap: str) -> Sandbox:
     """The real bubblewrap sandbox. Fails (never skips) when it cannot be had: a passing sandbox test must mean
     the code really ran confined."""
-    outcome = _install_bubblewrap()
+    outcome = bubblewrap
     try:
         return Sandbox.open()
     except Exception as error:
