@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codebooga.server.eval.client import Endpoint, EndpointClient, Sampling, first_model
+    from codebooga.server.eval.execution import check_interpreters
     from codebooga.server.eval.local_server import served
     from codebooga.server.eval.report import build_report, write_reports
     from codebooga.server.eval.results import ResultStore
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     problems = [p for suite in suites for p in select(load_suite(suite), args.limit, task_ids)]
     if not problems:
         raise CliError("no problems selected: check --problems and --limit")
+    check_interpreters(problem.language for problem in problems)
     plan = RunPlan(
         problems=problems, samples=args.samples, seed=args.seed,
         sampling=Sampling(args.mode, args.temperature, args.max_tokens, args.preset),

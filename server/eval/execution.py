@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from codebooga.server.eval.sandbox import Limits, Sandbox
+from codebooga.merge.shared.cli_error import CliError
+from codebooga.server.eval.sandbox import SANDBOX_PATH, Limits, Sandbox
 from codebooga.server.eval.suites import Problem
 
 PROGRAMS = {"python": ("program.py", ["python3", "-I", "program.py"]), "javascript": ("program.js", ["node", "program.js"])}
+INSTALL = {"python": "apt-get install python3", "javascript": "apt-get install nodejs"}
 
 
 @dataclass(frozen=True)
 class Verdict:
     passed: bool
     outcome: str  # "passed", "failed", "timed out", with the tail of the error for "failed"
+
+
+def check_interpreters(languages: Iterable[str]) -> None:
+    """Refuse up front when a language's interpreter is missing from the sandbox's view: otherwise every problem
+    of that language would quietly count as failed."""
+    for language in sorted(set(languages)):
+        command = PROGRAMS[language][1][0]
+        if shutil.which(command, path=SANDBOX_PATH) is None:
+            raise CliError(f"{language} problems need `{command}` in /usr/bin or /usr/local/bin ({INSTALL[language]})")
 
 
 def program_text(problem: Problem, completion: str) -> str:

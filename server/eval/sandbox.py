@@ -30,6 +30,8 @@ from pathlib import Path
 
 NOBODY = 65534
 WORK_DIR_INSIDE = "/sandbox"
+# The sandbox shows the host's /usr only: interpreters must live there (Debian's python3 and nodejs do).
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 INSTALL_HINT = "install bubblewrap (`apt-get install bubblewrap`) or pass --unsafe-no-sandbox to run generated code unconfined"
 
 
@@ -131,7 +133,7 @@ class Sandbox:
                 stderr=stderr,
                 start_new_session=True,
                 pass_fds=(status_write,),
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(work)},
+                env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(work)},
             )
         finally:
             os.close(status_write)

@@ -57,3 +57,14 @@ def test_code_extraction_prefers_the_block_defining_the_entry_point() -> None:
     answer = "```\npip install x\n```\n```python\ndef has_close_elements(a, b):\n    return True\n```"
     assert extract_code(problem, answer).startswith("def has_close_elements")
     assert extract_code(problem, "    return True\n") == "    return True\n"
+
+
+def test_a_missing_interpreter_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codebooga.merge.shared.cli_error import CliError
+    from codebooga.server.eval import execution
+
+    check_interpreters = execution.check_interpreters
+    check_interpreters(["python", "javascript"])
+    monkeypatch.setattr(execution.shutil, "which", lambda name, path=None: None if name == "node" else "/usr/bin/" + name)
+    with pytest.raises(CliError, match="nodejs"):
+        check_interpreters(["python", "javascript"])
