@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 NOBODY = 65534
 WORK_DIR_INSIDE = "/sandbox"
@@ -118,7 +119,9 @@ class Sandbox:
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    def _run(self, work: Path, argv: Sequence[str], limits: Limits, stdout, stderr, root: Path) -> RunResult:
+    def _run(
+        self, work: Path, argv: Sequence[str], limits: Limits, stdout: IO[bytes], stderr: IO[bytes], root: Path
+    ) -> RunResult:
         status_read, status_write = os.pipe()
         command = [
             *self._privilege_drop(), *self._rlimits(limits), *self._confinement(work, status_write), *argv
@@ -135,6 +138,9 @@ class Sandbox:
                 pass_fds=(status_write,),
                 env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(work)},
             )
+        except OSError:
+            os.close(status_read)
+            raise
         finally:
             os.close(status_write)
         timed_out = False
