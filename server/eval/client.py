@@ -107,7 +107,10 @@ def completion_from_chat(problem: Problem, answer: str) -> str:
     )
     if not defines:
         return code
-    return f"\n{code}" if problem.language == "python" else f"}}\n{code}"
+    if problem.language == "python":
+        return f"\n{code}"
+    # `const f = ...` after the prompt's `function f` is a redeclaration error; `var f = ...` just reassigns.
+    return "}\n" + re.sub(rf"\b(?:const|let)\s+({re.escape(problem.entry_point)})\s*=", r"var \1 =", code)
 
 
 def extract_code(problem: Problem, answer: str) -> str:

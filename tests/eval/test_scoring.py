@@ -50,6 +50,8 @@ def test_chat_answers_become_runnable_programs(sandbox: Sandbox) -> None:
     javascript = next(p for p in humaneval_js_problems() if p.entry_point == "strlen")
     answer = "```javascript\nfunction strlen(string) {\n  return string.length;\n}\n```"
     assert execute(sandbox, javascript, completion_from_chat(javascript, answer), Limits()).passed
+    answer = "```js\nconst strlen = (string) => string.length;\n```"
+    assert execute(sandbox, javascript, completion_from_chat(javascript, answer), Limits()).passed
 
 
 def test_code_extraction_prefers_the_block_defining_the_entry_point() -> None:
