@@ -70,3 +70,19 @@ def test_a_missing_interpreter_is_refused_up_front(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(execution.shutil, "which", lambda name, path=None: None if name == "node" else "/usr/bin/" + name)
     with pytest.raises(CliError, match="nodejs"):
         check_interpreters(["python", "javascript"])
+
+
+def test_results_are_reused_only_under_the_same_settings(tmp_path) -> None:
+    from codebooga.merge.shared.cli_error import CliError
+    from codebooga.server.eval.results import ResultStore, SampleResult
+
+    path = tmp_path / "results.jsonl"
+    greedy = SampleResult("e", "HumanEval/0", "python", 0, 0, "mode=completion temperature=0", "x", True, "passed", 1.0)
+    ResultStore(path).add(greedy)
+    reopened = ResultStore(path)
+    assert reopened.has(greedy.key)
+    assert not reopened.has(("e", "HumanEval/0", 0, "mode=chat temperature=0"))
+    assert reopened.select(greedy.settings, ["e"], {"HumanEval/0"}) == [greedy]
+    path.write_text(path.read_text() + "not json\n")
+    with pytest.raises(CliError, match="line 2"):
+        ResultStore(path)
