@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -28,11 +28,7 @@ class Problem:
     entry_point: str
     language: Language = "python"
     canonical_solution: str = ""
-    stop: tuple[str, ...] = field(default=PYTHON_STOP)
-
-    @property
-    def suite(self) -> str:
-        return self.task_id.split("/", 1)[0]
+    stop: tuple[str, ...] = PYTHON_STOP
 
 
 def humaneval_problems() -> list[Problem]:
@@ -93,6 +89,5 @@ def select(problems: list[Problem], limit: int | None, task_ids: list[str] | Non
     """The problems named by `--problems` (task ids, or their numbers), then the first `--limit` of them."""
     if task_ids:
         wanted = set(task_ids)
-        chosen = [p for p in problems if p.task_id in wanted or p.task_id.split("/", 1)[-1] in wanted]
-        problems = chosen
+        problems = [p for p in problems if p.task_id in wanted or p.task_id.split("/", 1)[-1] in wanted]
     return problems[:limit] if limit is not None else problems
