@@ -1,6 +1,6 @@
 """The `codebooga` console command.
 
-One entry point with one subcommand per pipeline step (serve, merge, convert, quantize, quantize-exl2, build). Each
+One entry point with one subcommand per pipeline step (serve, merge, convert, quantize, quantize-exl2, build, eval). Each
 subcommand lives next to the code it drives and plugs in through a `register(subparsers)` function, so this
 module stays a thin dispatcher and importing it never pulls in heavy optional dependencies (torch).
 
@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "codebooga.merge.cli",
     "codebooga.merge.gguf.cli",
     "codebooga.merge.exl2.cli",
+    "codebooga.server.eval.command",
 )
 
 

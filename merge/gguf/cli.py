@@ -74,6 +74,22 @@ def _build(args: argparse.Namespace) -> int:
     return _run("build", action)
 
 
+def build_gguf(recipe: str, quant: str) -> Path:
+    """`codebooga build RECIPE --quant QUANT` as a call that returns the quantized GGUF. `codebooga eval --recipe`
+    builds its variants through it, so what it scores is exactly what `build` delivers, and a build that is
+    already up to date is reused rather than redone."""
+    _require_build_extra("build")
+    from codebooga.merge.build import build
+    from codebooga.merge.errors import as_user_errors
+    from codebooga.merge.recipe import recipe_file
+
+    def action() -> Path:
+        with recipe_file(recipe) as path:
+            return build(path, quants=[quant]).outputs[0]
+
+    return as_user_errors("build", action)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `convert`, `quantize` and `build` to the `codebooga` command."""
     types = ", ".join(QUANT_TYPES)
