@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     running.add_argument("--parallel", type=int, default=4, help="requests in flight per endpoint (default 4)")
     running.add_argument("--timeout", type=float, default=15.0, help="wall-clock seconds per test program (default 15)")
     running.add_argument("--out", type=Path, default=Path("eval-results"), help="output folder (default eval-results)")
+    running.add_argument("--human-rankings", action="append", default=[], type=Path, metavar="JSON",
+                         help="a compare-mode export of the playground (/ui) to report next to the scores; repeatable")
     running.add_argument("--unsafe-no-sandbox", action="store_true",
                          help="run generated code without bubblewrap (only rlimits and a wall clock): only for "
                          "code you trust, on a machine you can lose")  # fmt: skip
@@ -63,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from codebooga.server.eval.client import Endpoint, EndpointClient, Sampling, first_model
     from codebooga.server.eval.execution import check_interpreters
+    from codebooga.server.eval.human_rankings import RankingsError, load_rankings
     from codebooga.server.eval.local_server import served
     from codebooga.server.eval.report import build_report, write_reports
     from codebooga.server.eval.results import ResultStore
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from codebooga.server.eval.suites import load_suite, select
 
     _check_args(args)
+    try:
+        human = [load_rankings(path) for path in args.human_rankings]
+    except RankingsError as error:
+        raise CliError(str(error)) from None
     try:
         sandbox = Sandbox.open(unsafe=args.unsafe_no_sandbox)
     except SandboxUnavailable as error:
@@ -111,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         "suites": suites, "settings": plan.settings, "samples": args.samples, "seed": args.seed,
         "sandbox": "bubblewrap" if sandbox.confined else "NONE (--unsafe-no-sandbox)",
     }  # fmt: skip
-    written = write_reports(build_report(results, labels, run_info), args.out)
+    written = write_reports(build_report(results, labels, run_info, human), args.out)
     print((args.out / "report.md").read_text())
     print("written: " + ", ".join(str(path) for path in written), file=sys.stderr)
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from codebooga.server.eval.human_rankings import HumanRankings
 from codebooga.server.eval.results import SampleResult
 from codebooga.server.eval.stats import confidence_95, mean_pass_at_k, paired, rank_points, solved
 
@@ -37,7 +39,9 @@ def _summary(counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
     }
 
 
-def build_report(results: list[SampleResult], endpoints: list[str], run: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    results: list[SampleResult], endpoints: list[str], run: dict[str, Any], human: Sequence[HumanRankings] = ()
+) -> dict[str, Any]:
     languages = sorted({result.language for result in results})
     language_of = {result.task_id: result.language for result in results}
     per_endpoint = {label: counts_by_task(results, label) for label in endpoints}
@@ -63,6 +67,7 @@ def build_report(results: list[SampleResult], endpoints: list[str], run: dict[st
         "paired": [
             vars(paired(a, b, per_endpoint[a], per_endpoint[b])) for a, b in combinations(endpoints, 2)
         ],
+        "human_rankings": [vars(rankings) for rankings in human],
     }
 
 
@@ -96,6 +101,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {pair['a']} | {pair['b']} | {pair['problems']} | {_tasks(pair['only_a'])} | "
                 f"{_tasks(pair['only_b'])} | {pair['p_value']:.3g} |"
             )
+    if report.get("human_rankings"):
+        lines += ["", "## Human rankings (playground compare mode, 4/2/1/0 points per prompt)", "",
+                  "| file | side | endpoint | points | prompts won | prompts ranked |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
+        for rankings in report["human_rankings"]:
+            for side, endpoint in rankings["endpoints"].items():
+                lines.append(
+                    f"| {rankings['source']} | {side} | {endpoint} | {rankings['points'][side]} | "
+                    f"{rankings['wins'][side]} | {rankings['prompts']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
