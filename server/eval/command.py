@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         client = EndpointClient(endpoint)
         try:
             run_endpoint(client, plan, sandbox, store)
+        except SandboxUnavailable as error:
+            raise CliError(f"{error}; the results so far are kept in {store.path}: rerun to resume") from None
         finally:
             client.close()
 

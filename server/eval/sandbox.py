@@ -36,6 +36,12 @@ SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 INSTALL_HINT = "install bubblewrap (`apt-get install bubblewrap`) or pass --unsafe-no-sandbox to run generated code unconfined"
 
 
+START_ATTEMPTS = 5
+"""bubblewrap's own fork or namespace creation can fail for a moment (EAGAIN: the unprivileged user's process
+count still holds an earlier sandbox's processes, killed but not yet reaped by the host's init). That is the
+machine's hiccup, not the program's failure: such a start is retried, with growing pauses, this many times."""
+
+
 class SandboxUnavailable(Exception):
     """The sandbox cannot be set up on this machine; the message says what to install or pass."""
 
@@ -101,7 +107,18 @@ class Sandbox:
         return self.bwrap is not None
 
     def run(self, files: Mapping[str, str], argv: Sequence[str], limits: Limits) -> RunResult:
-        """Write `files` into a fresh work directory, run `argv` there under `limits`, then delete everything."""
+        """Write `files` into a fresh work directory, run `argv` there under `limits`, then delete everything.
+        Raises `SandboxUnavailable` when bubblewrap could not start the program even after retries."""
+        for attempt in range(START_ATTEMPTS):
+            result = self._run_in_fresh_directory(files, argv, limits)
+            if not _transient_start_failure(result):
+                return result
+            time.sleep(0.1 * 2**attempt)
+        raise SandboxUnavailable(
+            f"bubblewrap could not start a sandbox {START_ATTEMPTS} times in a row: {result.stderr.strip()[:200]}"
+        )
+
+    def _run_in_fresh_directory(self, files: Mapping[str, str], argv: Sequence[str], limits: Limits) -> RunResult:
         root = Path(tempfile.mkdtemp(prefix="codebooga-eval-"))
         try:
             # The unprivileged user may pass through the private root to its work directory, but not list it
@@ -207,6 +224,12 @@ class Sandbox:
             "--setenv", "HOME", WORK_DIR_INSIDE,
             "--",
         ]  # fmt: skip
+
+
+def _transient_start_failure(result: RunResult) -> bool:
+    """bubblewrap itself (its messages start with `bwrap: `) failed to fork or create a namespace with EAGAIN."""
+    first_line = result.stderr.lstrip().split("\n", 1)[0]
+    return first_line.startswith("bwrap: ") and "Resource temporarily unavailable" in first_line
 
 
 def _kill_group(pgid: int) -> None:

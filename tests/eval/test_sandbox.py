@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codebooga.server.eval.sandbox import Limits, Sandbox
+from codebooga.server.eval.sandbox import Limits, RunResult, Sandbox, SandboxUnavailable
 
 TIGHT = Limits(wall_seconds=4, cpu_seconds=1, memory_bytes=256 << 20, file_bytes=64 << 10, processes=32,
                output_chars=1000)  # fmt: skip
@@ -132,3 +132,18 @@ def test_without_bubblewrap_it_refuses_unless_unsafe(monkeypatch: pytest.MonkeyP
     unsafe = Sandbox.open(unsafe=True)
     assert not unsafe.confined
     assert run_python(unsafe, "print(6 * 7)").stdout == "42\n"
+
+
+def test_a_sandbox_that_fails_to_start_for_a_moment_is_retried_not_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bubblewrap's EAGAIN at start is the machine's hiccup: retried, and if it persists an error, never a
+    failed answer."""
+    hiccup = RunResult(1, False, "", "bwrap: Can't fork for pid 1: Resource temporarily unavailable\n", 0.01)
+    fine = RunResult(0, False, "ok", "", 0.01)
+    outcomes = [hiccup, hiccup, fine]
+    monkeypatch.setattr(Sandbox, "_run_in_fresh_directory", lambda self, files, argv, limits: outcomes.pop(0))
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    sandbox = Sandbox(bwrap="/usr/bin/bwrap", drop_to=None)
+    assert sandbox.run({}, ["true"], Limits()) == fine
+    monkeypatch.setattr(Sandbox, "_run_in_fresh_directory", lambda self, files, argv, limits: hiccup)
+    with pytest.raises(SandboxUnavailable, match="could not start a sandbox 5 times"):
+        sandbox.run({}, ["true"], Limits())
