@@ -271,7 +271,7 @@ def test_langchain_bind_tools_and_structured_output(server: RunningServer) -> No
 
     class Verdict(BaseModel):
         correct: bool
-        reason: str
+        reason: str = Field(max_length=60)  # bounded, so that a rambling sample still ends within max_tokens
 
     verdict = llm.with_structured_output(Verdict).invoke("Is 17 prime? Answer as the schema says.")
     assert isinstance(verdict, Verdict)

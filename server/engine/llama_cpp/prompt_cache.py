@@ -9,6 +9,7 @@ the budget; an entry whose tokens are a prefix of a newer one's is dropped as re
 
 from __future__ import annotations
 
+import mmap
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ def shared_prefix(cached: np.ndarray, prompt: np.ndarray) -> int:
 class CachedPrompt:
     tokens: np.ndarray
     """The sequence's tokens, in KV order (int32)."""
-    state: bytearray
+    state: bytearray | mmap.mmap
     """`llama_state_seq_get_data` of the sequence holding exactly `tokens`."""
 
 
@@ -60,7 +61,7 @@ class PromptCache:
     def enabled(self) -> bool:
         return self.budget_bytes > 0
 
-    def put(self, tokens: np.ndarray, state: bytearray) -> None:
+    def put(self, tokens: np.ndarray, state: bytearray | mmap.mmap) -> None:
         """Keep `state` (of a sequence holding `tokens`), evicting the least recently used beyond the budget."""
         if len(state) > self.budget_bytes:
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 from dataclasses import asdict, dataclass, field
 
 import llama_cpp as llama
@@ -199,7 +200,9 @@ class Scheduler(JobLoop[_Job]):
         size = llama.llama_state_seq_get_size(context, slot.seq_id)
         if size > self._prompt_cache.budget_bytes:
             return
-        state = bytearray(size)
+        # Its own anonymous mapping, not the heap: an evicted state's memory goes back to the system at once
+        # instead of leaving the allocator's arenas fragmented by megabyte-sized holes.
+        state = mmap.mmap(-1, size)
         written = llama.llama_state_seq_get_data(context, (ctypes.c_uint8 * size).from_buffer(state), size, slot.seq_id)
         if written != size:
             log.warning("could not save slot %d's prompt state (%d of %d bytes)", slot.seq_id, written, size)
