@@ -83,6 +83,7 @@ t=$(now)
 # --format docker: the OCI format has no HEALTHCHECK and podman would drop it.
 podman build --pull=never --format docker --build-arg "BASE=$BASE_IMAGE" -t "$IMAGE" "$REPO"
 record "build" "$(since "$t")"
+podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "image size: %.0f MB\n", $1 / 1e6 }'
 [ "$(podman inspect --format '{{.Config.Healthcheck.Test}}' "$IMAGE")" != "[]" ] || fail "the image lost its HEALTHCHECK"
 
 phase "run with a models volume"
