@@ -23,7 +23,7 @@ LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; gre
 WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/wheels/$(LLAMA_BUILD_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.built
 
-.PHONY: serve test bench ide-bench soak fuzz llama-wheel llama-server clean
+.PHONY: serve test bench ide-bench soak fuzz container-test llama-wheel llama-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,11 @@ soak: $(VENV)/.dev-installed
 fuzz: $(VENV)/.dev-installed
 	CODEBOOGA_FUZZ_PHASES=coverage,fuzzing CODEBOOGA_FUZZ_EXAMPLES=300 CODEBOOGA_FUZZ_SEED= \
 		$(BIN)/python -m pytest tests/api/test_fuzz.py -s -o timeout=3600
+
+# The image built and run for real with podman (docs/deploy.md#one-container): as root, minutes, and it writes
+# /etc/containers/containers.conf, so never part of `make test`. The venv only tells it where the embedded model is.
+container-test: $(VENV)/.serve-installed
+	PYTHON=$(BIN)/python deploy/container/container_test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
