@@ -70,6 +70,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeSettings, ModelTo
         return replace(settings, model=str(local)), ModelToServe(local=local)
     try:
         plan = plan_download(reference)
+    except hub.RepoNotFound as error:
+        raise CliError(f"--model {settings.model}: no such file or folder here, and {error}") from None
     except hub.HubError as error:
         raise CliError(f"--model {settings.model}: {error}") from None
     if plan.whole_repo:

@@ -16,6 +16,10 @@ class HubError(Exception):
     """A repo, revision or file that cannot be listed or fetched; `str(error)` is one line."""
 
 
+class RepoNotFound(HubError):
+    """No such repo (or a private one without a token), or no hub to ask: the name may be a mistyped local path."""
+
+
 def list_files(repo_id: str, revision: str | None) -> list[str]:
     """The repo's file paths: asked of the hub, or read from the cached snapshot when `HF_HUB_OFFLINE` is set."""
     huggingface_hub = _import()
@@ -26,7 +30,9 @@ def list_files(repo_id: str, revision: str | None) -> list[str]:
     try:
         info = huggingface_hub.HfApi().model_info(repo_id, revision=revision)
     except Exception as error:
-        raise HubError(_describe(error, repo_id, revision)) from None
+        errors = _errors()
+        unknown = isinstance(error, errors.RepositoryNotFoundError) or not isinstance(error, errors.HfHubHTTPError)
+        raise (RepoNotFound if unknown else HubError)(_describe(error, repo_id, revision)) from None
     return [sibling.rfilename for sibling in info.siblings or []]
 
 
@@ -86,9 +92,15 @@ def _cached_files(repo_id: str, revision: str | None) -> list[str]:
     return sorted(str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if not path.is_dir())
 
 
+def _errors() -> ModuleType:
+    from huggingface_hub import errors
+
+    return errors
+
+
 def _describe(error: Exception, repo_id: str, revision: str | None, filename: str | None = None) -> str:
     """One line for a hub failure, saying what to do about it."""
-    from huggingface_hub import errors
+    errors = _errors()
 
     where = repo_id + (f"@{revision}" if revision else "")
     if isinstance(error, errors.GatedRepoError):
@@ -105,4 +117,6 @@ def _describe(error: Exception, repo_id: str, revision: str | None, filename: st
             "and the hub cannot be reached (or HF_HUB_OFFLINE is set)"
         )
     lines = str(error).strip().splitlines()
+    if not isinstance(error, errors.HfHubHTTPError):
+        return f"the hub at {endpoint()} cannot be reached ({lines[0][:200] if lines else type(error).__name__})"
     return f"downloading {where} failed: {lines[0][:300] if lines else type(error).__name__}"
