@@ -8,8 +8,17 @@ uses the cache only.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+
+log = logging.getLogger("codebooga.hub")
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines in the log while a file downloads."""
 
 
 class HubError(Exception):
@@ -40,7 +49,8 @@ def download_file(repo_id: str, revision: str | None, filename: str) -> Path:
     """One file into the cache (or its cached copy), resuming a partial download."""
     huggingface_hub = _import()
     try:
-        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
+        with logged_progress(repo_id, filename):
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
     except Exception as error:
         raise HubError(_describe(error, repo_id, revision, filename)) from None
 
@@ -54,6 +64,41 @@ def download_snapshot(repo_id: str, revision: str | None, patterns: list[str]) -
         raise HubError(f"{repo_id} has no files matching {', '.join(patterns)}")
     paths = [download_file(repo_id, revision, name) for name in names]
     return paths[0].parents[len(Path(names[0]).parts) - 1]
+
+
+@contextmanager
+def logged_progress(repo_id: str, filename: str, every: float | None = None) -> Iterator[None]:
+    """Log the bytes downloaded so far every `every` seconds: huggingface_hub draws its bar only on a terminal,
+    and a container's or pod's log would otherwise say nothing for the minutes a 20 GB GGUF takes."""
+    blobs = cache_folder() / f"models--{repo_id.replace('/', '--')}" / "blobs"
+    done = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        while not done.wait(PROGRESS_EVERY if every is None else every):
+            size = _partial_bytes(blobs)
+            if size:
+                rate = size / (time.monotonic() - started) / 2**20
+                log.info("downloading %s/%s: %.1f MiB so far (%.1f MiB/s)", repo_id, filename, size / 2**20, rate)
+
+    thread = threading.Thread(target=report, name="hub-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _partial_bytes(blobs: Path) -> int:
+    """Bytes in the repo's `.incomplete` blobs (huggingface_hub downloads into these, then renames them)."""
+    total = 0
+    for path in blobs.glob("*.incomplete"):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # finished and renamed meanwhile
+            pass
+    return total
 
 
 def cache_folder() -> Path:

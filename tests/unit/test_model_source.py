@@ -61,3 +61,18 @@ def test_exl2_repo_fetches_the_folder_at_its_revision():
     plan = choose_files(reference, files)
     assert plan.whole_repo and plan.entry == "" and plan.model_id == "CodeBooga-34B-v0.1-exl2"
     assert "*.safetensors" in plan.files and "*.json" in plan.files
+
+
+def test_download_progress_is_logged_for_logs_without_a_terminal(monkeypatch, tmp_path, caplog):
+    import time
+
+    from codebooga.merge.shared import hub
+
+    monkeypatch.setattr(hub, "cache_folder", lambda: tmp_path)
+    blobs = tmp_path / "models--acme--repo-GGUF" / "blobs"
+    blobs.mkdir(parents=True)
+    caplog.set_level("INFO", logger="codebooga.hub")
+    with hub.logged_progress("acme/repo-GGUF", "model.Q4_0.gguf", every=0.02):
+        (blobs / "0123abcd.incomplete").write_bytes(b"x" * 3 * 2**20)
+        time.sleep(0.2)
+    assert "downloading acme/repo-GGUF/model.Q4_0.gguf: 3.0 MiB so far" in caplog.text
