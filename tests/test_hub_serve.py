@@ -100,3 +100,27 @@ def test_missing_repo_and_file_are_one_line(hub, hf_home):
     assert len(lines) == 1 and "no repo test/no-such-repo" in lines[0], lines
     lines = serve_fails(hub_env(hub, hf_home), "test/tiny-GGUF/other.gguf")
     assert len(lines) == 1 and "no file other.gguf" in lines[0] and "tiny.Q4_1.gguf" in lines[0], lines
+
+
+def fetched(env: dict[str, str], model: str) -> Path:
+    """The path `codebooga serve --model MODEL` would load, after its download (in a fresh interpreter, since
+    huggingface_hub reads HF_ENDPOINT when imported)."""
+    code = ("import sys; from codebooga.server.engine.model_source import fetch, parse_reference, plan_download; "
+            "print(fetch(plan_download(parse_reference(sys.argv[1]))))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True,
+                            env={**os.environ, **env}, cwd=REPO_ROOT, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def test_exl2_revision_and_split_gguf_downloads(hub, hf_home):
+    hub.add("acme/tiny-exl2", {"config.json": b"{}", "output.safetensors": b"w" * 64,
+                               "tokenizer.model": b"t", "README.md": b"#"}, revision="4.0bpw")  # fmt: skip
+    hub.add("acme/tiny-GGUF", {"t.Q8_0-00001-of-00002.gguf": b"GGUF1", "t.Q8_0-00002-of-00002.gguf": b"2",
+                               "t.Q2_K.gguf": b"GGUF"})  # fmt: skip
+    folder = fetched(hub_env(hub, hf_home), "acme/tiny-exl2@4.0bpw")
+    assert folder.name == hub.commit("acme/tiny-exl2", "4.0bpw")
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "output.safetensors", "tokenizer.model"]
+    first = fetched(hub_env(hub, hf_home), "acme/tiny-GGUF:Q8_0")
+    assert first.name == "t.Q8_0-00001-of-00002.gguf" and first.with_name("t.Q8_0-00002-of-00002.gguf").is_file()
+    assert not first.with_name("t.Q2_K.gguf").exists()

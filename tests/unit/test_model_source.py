@@ -76,3 +76,4 @@ def test_download_progress_is_logged_for_logs_without_a_terminal(monkeypatch, tm
         (blobs / "0123abcd.incomplete").write_bytes(b"x" * 3 * 2**20)
         time.sleep(0.2)
     assert "downloading acme/repo-GGUF/model.Q4_0.gguf: 3.0 MiB so far" in caplog.text
+
