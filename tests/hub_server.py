@@ -4,7 +4,7 @@ No hub is reachable from test machines, so the real `huggingface_hub` download p
 `GET /api/models/{repo}[/revision/{rev}]` (model_info: sha and siblings) and `HEAD`/`GET
 /{repo}/resolve/{rev}/{file}` with the headers huggingface_hub reads (`X-Repo-Commit`, `ETag`, Content-Length)
 and `Range` requests, which is how an interrupted download resumes. Unknown repos, revisions and files answer
-404 with the hub's `X-Error-Code`. `drop_once` cuts the body of one file halfway the first time it is sent.
+404 with the hub's `X-Error-Code`. The `Authorization` headers of repo requests are kept, to check that `HF_TOKEN` is sent. `drop_once` cuts the body of one file halfway the first time it is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class FakeHub:
     repos: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
     drop_once: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
+    authorizations: set[str] = field(default_factory=set)
     url: str = ""
 
     def add(self, repo: str, files: dict[str, bytes], revision: str = "main") -> None:
@@ -56,6 +57,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _answer(self, body: bool) -> None:
             path = unquote(urlparse(self.path).path)
             hub.requests.append(f"{self.command} {path} {self.headers.get('Range', '')}".rstrip())
+            if _API.fullmatch(path) or _RESOLVE.fullmatch(path):
+                hub.authorizations.add(self.headers.get("Authorization", ""))
             if api := _API.fullmatch(path):
                 self._model_info(api["repo"], api["rev"] or "main")
             elif resolve := _RESOLVE.fullmatch(path):

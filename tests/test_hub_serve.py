@@ -65,7 +65,8 @@ def test_offline_before_any_download_is_one_line(hub, hf_home):
 
 def test_quant_download_resumes_and_serves_a_chat(hub, hf_home):
     hub.drop_once.add("tiny.Q4_1.gguf")
-    with running_server("--model", "test/tiny-GGUF:q4_1", env=hub_env(hub, hf_home)) as server:
+    env = hub_env(hub, hf_home, HF_TOKEN="hf_test_token")
+    with running_server("--model", "test/tiny-GGUF:q4_1", env=env) as server:
         reply = OpenAI(base_url=server.api_url, api_key="unused").chat.completions.create(
             model="tiny.Q4_1", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0
         )
@@ -77,6 +78,7 @@ def test_quant_download_resumes_and_serves_a_chat(hub, hf_home):
     assert len(gets) == 2 and " bytes=" in gets[1], gets  # resumed from the partial file, not restarted
     assert 0 < int(gets[1].split("bytes=")[1].rstrip("-")) <= GGUF.stat().st_size // 2
     assert not any("Q5_K_M" in request for request in hub.requests)
+    assert hub.authorizations == {"Bearer hf_test_token"}
     assert "fetching test/tiny-GGUF:q4_1" in log
     cached = list((hf_home / "hub").glob("models--test--tiny-GGUF/snapshots/*/tiny.Q4_1.gguf"))
     assert len(cached) == 1 and cached[0].stat().st_size == GGUF.stat().st_size
