@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+REPO_ID = r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+"""The shape of a hub repo id (`OWNER/NAME`), shared by the merge's parents and `serve --model`."""
+
 log = logging.getLogger("codebooga.hub")
 PROGRESS_EVERY = 10.0
 """Seconds between progress lines in the log while a file downloads."""

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from codebooga.merge.shared import hub
 
 _REFERENCE = re.compile(
-    r"(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)"
+    rf"(?P<repo>{hub.REPO_ID})"
     r"(?:@(?P<revision>[A-Za-z0-9._/-]+?))?"
     r"(?::(?P<quant>[A-Za-z0-9_]+)|/(?P<file>[^:@]+\.gguf))?"
 )
