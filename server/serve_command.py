@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API",
-        description="Serve a GGUF model (llama.cpp) or an EXL2 folder (ExLlamaV2, NVIDIA GPUs) over an "
+        description="Serve a GGUF model (llama.cpp) or an EXL2 folder (ExLlamaV2, NVIDIA GPUs), local or from the "
+        "Hugging Face hub (--model OWNER/REPO:QUANT), over an "
         "OpenAI-compatible API. Every option can also be set with the environment variable shown in brackets, "
         "or in a YAML file given with --config; the command line wins over the environment, the environment "
         "over the file.",
