@@ -42,16 +42,16 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def hub_env(hub: FakeHub, hf_home: Path, **extra: str) -> dict[str, str]:
-    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1", **extra}
-    return {key: value for key, value in env.items() if value}
+    """The environment of a codebooga pointed at the local hub and cache, online unless `extra` says otherwise."""
+    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": "", **extra}  # fmt: skip
 
 
 def serve_fails(env: dict[str, str], model: str) -> list[str]:
     """Run `codebooga serve --model MODEL`, which must fail before serving; its stderr lines."""
-    environment = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
     result = subprocess.run(
         [sys.executable, "-m", "codebooga.server", "serve", "--model", model],
-        capture_output=True, text=True, env={**environment, **env}, cwd=REPO_ROOT, timeout=60,
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO_ROOT, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     return result.stderr.strip().splitlines()
