@@ -13,8 +13,9 @@ from pathlib import Path
 
 from codebooga.merge.errors import MergeError, first_line
 from codebooga.merge.output import SIDE_FILES
+from codebooga.merge.shared.hub import REPO_ID, cache_folder
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_HUB_ID = re.compile(REPO_ID)
 CONFIG_PATTERNS = ["config.json", *SIDE_FILES]
 SAFETENSORS_PATTERNS = ["model*.safetensors", "model.safetensors.index.json"]
 PYTORCH_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
@@ -77,7 +78,7 @@ def _snapshot(repo_id: str) -> Path:
         reason = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub is unreachable"
         raise HubError(
             f"model {repo_id} is not a local folder and not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}), and {reason}"
+            f"({cache_folder()}), and {reason}"
         ) from None
     except Exception as error:  # HTTP, disk full, permission errors while downloading
         raise HubError(f"downloading {repo_id} failed: {first_line(error)}") from None

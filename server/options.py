@@ -17,7 +17,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "CODEBOOGA_"
@@ -164,11 +163,6 @@ def one_of(*choices: str) -> Parse:
         return str(value)
 
     return parse
-
-
-def path(value: object) -> Path:
-    """A file or folder path; `~` is expanded. Whether it exists is checked where it is used."""
-    return Path(text(value)).expanduser()
 
 
 def gb_per_gpu(value: object) -> tuple[float, ...] | None:

