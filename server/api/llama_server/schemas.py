@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from codebooga.server.api.limits import RequestLimits
-from codebooga.server.api.schemas import INT32_MAX, INT64_MAX, INT64_MIN
+from codebooga.server.api.llama_sampling import LlamaCppSampling
+from codebooga.server.api.schemas import INT32_MAX
 
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+class CompletionRequest(LlamaCppSampling):
+    """`seed` -1 means a random seed, as llama-server reads it."""
 
     prompt: str = Field(min_length=1)
     n_predict: int = Field(-1, ge=-2, le=INT32_MAX)
     """-1 (or -2): up to the context."""
     stream: bool = False
     stop: Annotated[list[str], Field(max_length=RequestLimits.MAX_STOP_STRINGS)] = Field(default_factory=list)
-    temperature: float | None = Field(None, ge=0.0)
-    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, gt=0.0)
-    repeat_last_n: int | None = Field(None, ge=-1, le=INT32_MAX)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
-    """-1: a random seed, as llama-server reads it."""
     cache_prompt: bool = True
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None

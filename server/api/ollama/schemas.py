@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from codebooga.server.api.limits import RequestLimits
-from codebooga.server.api.schemas import INT32_MAX, INT64_MAX, INT64_MIN, Tool
+from codebooga.server.api.llama_sampling import LlamaCppSampling
+from codebooga.server.api.schemas import INT32_MAX, Tool
 
 # --- requests -----------------------------------------------------------------------------------------------
 
@@ -22,19 +23,9 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
-class Options(_Request):
+class Options(LlamaCppSampling):
     """The sampling options this server applies; `num_predict` -1 (or -2) means up to the context."""
 
-    temperature: float | None = Field(None, ge=0.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, gt=0.0)
-    repeat_last_n: int | None = Field(None, ge=-1, le=INT32_MAX)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
     stop: str | Annotated[list[str], Field(max_length=RequestLimits.MAX_STOP_STRINGS)] | None = None
 
