@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from codebooga.server.engine.errors import InvalidRequest, Overloaded
-from codebooga.server.engine.exllamav2.scheduler import Scheduler, result_events
+from codebooga.server.engine.exllamav2.scheduler import Scheduler
 from codebooga.server.engine.types import BackendJob, SampledToken, SamplingParams, SequenceFinished
 
 torch = pytest.importorskip("torch")
