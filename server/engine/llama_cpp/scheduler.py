@@ -205,8 +205,9 @@ class Scheduler(JobLoop[_Job]):
         if size > self._prompt_cache.budget_bytes:
             return
         # Its own anonymous mapping, not the heap: an evicted state's memory goes back to the system at once
-        # instead of leaving the allocator's arenas fragmented by megabyte-sized holes.
-        state = mmap.mmap(-1, size)
+        # instead of leaving the allocator's arenas fragmented by megabyte-sized holes. Populated up front: the
+        # decode thread waits for this copy, and faulting the pages in one by one made it ~40% slower.
+        state = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
         written = llama.llama_state_seq_get_data(context, (ctypes.c_uint8 * size).from_buffer(state), size, slot.seq_id)
         if written != size:
             log.warning("could not save slot %d's prompt state (%d of %d bytes)", slot.seq_id, written, size)
