@@ -1,0 +1,120 @@
+"""codebooga on Ray Serve: replicas of the FastAPI app `codebooga serve` runs, each with its own engine.
+
+`serve run deploy/ray/serve.yaml` imports `build_app`, which reads the application's `args` as `codebooga serve`
+options. Ray sends a replica traffic only once its constructor has returned, so the constructor loads the model
+(the part `codebooga serve` does in the background while /health answers 503), and `__serve_build_asgi_app__`
+(Ray's late-bound `@serve.ingress()`) then hands Ray the unchanged app from `create_app` around that engine.
+Only public Ray Serve APIs are used (`serve.deployment`, `serve.ingress`, `check_health`, application builders).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from codebooga.merge.shared.cli_error import CliError
+from codebooga.server.api.app import create_app
+from codebooga.server.serve_command import check_choices, resolve_model
+from codebooga.server.settings import ServeSettings, default_threads
+from codebooga.server.settings_sources import SERVE_OPTIONS, resolve_settings
+
+if TYPE_CHECKING:
+    from codebooga.server.engine.engine import Engine
+
+log = logging.getLogger("codebooga.server")
+
+# Application args that shape the Ray deployment rather than codebooga: GPUs per replica (EXL2, CUDA llama.cpp).
+_RAY_ARGS = ("num_gpus",)
+
+
+@serve.deployment(name="codebooga", health_check_period_s=10, health_check_timeout_s=30)
+@serve.ingress()
+class Codebooga:
+    """One replica: one engine, loaded on the node Ray placed the replica on (the model path or hub download is
+    resolved there, so nodes need only the model, not the machine that ran `serve run`)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        # as in `codebooga serve`: the decode thread must get the GIL back at once after each llama.cpp call
+        sys.setswitchinterval(0.0002)
+        settings, model = resolve_model(settings)
+        path = model.path()
+        self._settings = replace(settings, model=str(path))
+        self._engine = _load_engine(path, self._settings)
+        self._app: FastAPI | None = None
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        engine = self._engine
+        self._app = create_app(self._settings, lambda: engine, _report_load_failure)
+        return ReplicaHeader(self._app, serve.get_replica_context().replica_id.unique_id)
+
+    def check_health(self) -> None:
+        """Ray's health check: raising makes Serve stop routing here and replace the replica. The backend is
+        dead once its compute thread ended or the app's shutdown closed it."""
+        if not self._engine.backend.alive:
+            raise RuntimeError(f"codebooga replica: the engine for {self._settings.model} has stopped")
+
+
+class ReplicaHeader:
+    """Adds `x-codebooga-replica` to every response, so a client (and the tests) can see which replica answered,
+    e.g. whether follow-ups land where their prefix is cached. A plain ASGI wrapper: streams pass untouched."""
+
+    def __init__(self, app: FastAPI, replica: str) -> None:
+        self.app = app
+        self._header = (b"x-codebooga-replica", replica.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self._header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _load_engine(path: Path, settings: ServeSettings) -> "Engine":
+    from codebooga.server.engine.loader import load_engine
+
+    return load_engine(path, settings)
+
+
+def _report_load_failure(error: Exception) -> None:
+    """The engine is loaded before the app exists, so the app's own background load cannot fail; kept for its
+    signature and to log should that ever change."""
+    log.error("codebooga replica: %s", error)
+
+
+def build_app(args: Mapping[str, Any]) -> Application:
+    """The application builder `serve.yaml`'s `import_path` names: `args` are `codebooga serve` options by
+    their config-file keys (`ctx_size: 2048`), plus `config` (a YAML settings file) and `num_gpus` per replica.
+    Bad options fail here, before any replica starts, with the same one-line messages as the command."""
+    unknown = sorted(set(args) - {item.name for item in SERVE_OPTIONS} - {"config", *_RAY_ARGS})
+    if unknown:
+        raise CliError(f"codebooga's Ray app: unknown args {', '.join(unknown)} (use `codebooga serve` option "
+                       "names with underscores, e.g. ctx_size, or num_gpus)")
+    options = {key: value for key, value in args.items() if key not in ("config", *_RAY_ARGS)}
+    config = Path(str(args["config"])) if args.get("config") else None
+    settings = resolve_settings(options, os.environ, config)
+    check_choices(settings)
+    threads = settings.threads or default_threads()
+    deployment = Codebooga.options(
+        # what the scheduler reserves per replica: llama.cpp's threads, and GPUs for EXL2 / CUDA builds
+        ray_actor_options={"num_cpus": threads, "num_gpus": float(args.get("num_gpus", 0))},
+        # a replica decodes `parallel` sequences at once and queues the rest: scale out once it queues
+        max_ongoing_requests=settings.parallel * 2,
+        autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": settings.parallel},
+    )
+    return deployment.bind(replace(settings, threads=threads))
