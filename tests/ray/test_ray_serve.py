@@ -70,7 +70,8 @@ def test_two_replicas_on_two_nodes_answer_identically_and_stream(serve_url: str)
     assert len({text for text, _ in answers}) == 1 and answers[0][0]
 
     client = openai.OpenAI(base_url=f"{serve_url}/v1", api_key="none", max_retries=0)
-    chunks = list(client.chat.completions.create(model="any", messages=PROMPT, max_tokens=24, temperature=0, stream=True))
+    stream = client.chat.completions.create(model="any", messages=PROMPT, max_tokens=24, temperature=0, stream=True)
+    chunks = list(stream)
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert len(chunks) > 3 and chunks[-1].choices[0].finish_reason == "length"
     assert streamed == answers[0][0]
@@ -112,4 +113,54 @@ def test_autoscaling_on_ongoing_requests_goes_one_two_one(serve_url: str) -> Non
         time.sleep(0.5)
     assert _replica_count() == 1
     print(f"1→2→1 in {time.perf_counter() - started:.1f} s (replica counts every 0.5 s under load: {seen})")
+    serve.delete("codebooga")
+
+
+def test_killing_a_replica_loses_no_request_that_had_not_started_and_serve_replaces_it(serve_url: str) -> None:
+    # two sequences per replica and no more in flight: further requests wait in Ray's router, not in a replica
+    deployment = Codebooga.options(num_replicas=2, max_ongoing_requests=2, ray_actor_options={"num_cpus": 1})
+    serve.run(deployment.bind(SETTINGS), name="codebooga", route_prefix="/")
+    body = {"model": "any", "messages": PROMPT, "max_tokens": 150, "logit_bias": NO_END, "stream": True}
+    streaming: dict[int, str] = {}  # request → the replica streaming it
+    killed: set[str] = set()
+    all_streaming = asyncio.Event()
+
+    async def stream(http: httpx.AsyncClient, index: int) -> bool:
+        """Whether the stream reached its end marker."""
+        try:
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if index not in streaming and line.startswith("data: "):
+                        streaming[index] = response.headers["x-codebooga-replica"]
+                        if len(streaming) == 4:
+                            all_streaming.set()
+                    if line == "data: [DONE]":
+                        return True
+        except httpx.HTTPError:
+            pass
+        return False
+
+    async def run() -> tuple[list[bool], set[int]]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as http:
+            requests = [asyncio.create_task(stream(http, index)) for index in range(6)]
+            await asyncio.wait_for(all_streaming.wait(), 60)
+            started_before_kill = set(streaming)
+            victim = next(iter(streaming.values()))
+            named = ray.util.list_named_actors(all_namespaces=True)
+            (name,) = [actor["name"] for actor in named if actor["name"].endswith(victim)]
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+            killed.add(victim)
+            return await asyncio.gather(*requests), started_before_kill
+
+    finished, started_before_kill = asyncio.run(run())
+    assert len(started_before_kill) == 4
+    lost = [index for index, done in enumerate(finished) if not done]
+    # only streams the dead replica was sending may be cut; everything else, the two waiting requests included
+    assert all(index in started_before_kill and streaming[index] in killed for index in lost), (lost, streaming)
+    assert all(finished[index] for index in range(6) if index not in started_before_kill)
+    deadline = time.monotonic() + 60
+    while _replica_count() != 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _replica_count() == 2
+    print(f"streams cut by the kill: {len(lost)} (all on the killed replica); the 2 waiting requests completed")
     serve.delete("codebooga")
