@@ -37,9 +37,7 @@ log = logging.getLogger("codebooga.server")
 _RAY_ARGS = ("num_gpus",)
 
 
-@serve.deployment(name="codebooga", health_check_period_s=10, health_check_timeout_s=30)
-@serve.ingress()
-class Codebooga:
+class CodeboogaReplica:
     """One replica: one engine, loaded on the node Ray placed the replica on (the model path or hub download is
     resolved there, so nodes need only the model, not the machine that ran `serve run`)."""
 
@@ -50,18 +48,23 @@ class Codebooga:
         path = model.path()
         self._settings = replace(settings, model=str(path))
         self._engine = _load_engine(path, self._settings)
-        self._app: FastAPI | None = None
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         engine = self._engine
-        self._app = create_app(self._settings, lambda: engine, _report_load_failure)
-        return ReplicaHeader(self._app, serve.get_replica_context().replica_id.unique_id)
+        app = create_app(self._settings, lambda: engine, _report_load_failure)
+        return ReplicaHeader(app, serve.get_replica_context().replica_id.unique_id)
 
     def check_health(self) -> None:
         """Ray's health check: raising makes Serve stop routing here and replace the replica. The backend is
         dead once its compute thread ended or the app's shutdown closed it."""
         if not self._engine.backend.alive:
             raise RuntimeError(f"codebooga replica: the engine for {self._settings.model} has stopped")
+
+
+Codebooga = serve.deployment(name="codebooga", health_check_period_s=10, health_check_timeout_s=30)(
+    serve.ingress()(CodeboogaReplica)
+)
+"""The deployment: `CodeboogaReplica` with Ray's late-bound ingress, configured further by `build_app`."""
 
 
 class ReplicaHeader:
@@ -101,6 +104,10 @@ def build_app(args: Mapping[str, Any]) -> Application:
     """The application builder `serve.yaml`'s `import_path` names: `args` are `codebooga serve` options by
     their config-file keys (`ctx_size: 2048`), plus `config` (a YAML settings file) and `num_gpus` per replica.
     Bad options fail here, before any replica starts, with the same one-line messages as the command."""
+    try:
+        gpus = float(args.get("num_gpus", 0))
+    except (TypeError, ValueError):
+        raise CliError(f"codebooga's Ray app: num_gpus must be a number, got {args['num_gpus']!r}") from None
     unknown = sorted(set(args) - {item.name for item in SERVE_OPTIONS} - {"config", *_RAY_ARGS})
     if unknown:
         raise CliError(f"codebooga's Ray app: unknown args {', '.join(unknown)} (use `codebooga serve` option "
@@ -112,7 +119,7 @@ def build_app(args: Mapping[str, Any]) -> Application:
     threads = settings.threads or default_threads()
     deployment = Codebooga.options(
         # what the scheduler reserves per replica: llama.cpp's threads, and GPUs for EXL2 / CUDA builds
-        ray_actor_options={"num_cpus": threads, "num_gpus": float(args.get("num_gpus", 0))},
+        ray_actor_options={"num_cpus": threads, "num_gpus": gpus},
         # a replica decodes `parallel` sequences at once and queues the rest: scale out once it queues
         max_ongoing_requests=settings.parallel * 2,
         autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": settings.parallel},

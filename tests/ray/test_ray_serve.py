@@ -4,6 +4,7 @@ through Ray's HTTP proxy with the openai client, and autoscaling on ongoing requ
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip i
 from ray import serve  # noqa: E402
 from ray.serve.schema import ServeDeploySchema  # noqa: E402
 
-from codebooga.server.ray_serve import Codebooga, build_app  # noqa: E402
+from codebooga.server.ray_serve import Codebooga, CodeboogaReplica, build_app  # noqa: E402
 from codebooga.server.settings_sources import resolve_settings  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -37,6 +38,22 @@ def test_serve_yaml_is_a_valid_serve_config_and_its_args_build() -> None:
     assert build_app(application.args) is not None
     with pytest.raises(Exception, match="unknown args ctx-size"):
         build_app({"ctx-size": 512})
+    with pytest.raises(Exception, match="num_gpus must be a number"):
+        build_app({"num_gpus": "one"})
+
+
+def test_health_check_fails_once_the_engine_has_stopped() -> None:
+    """What Ray calls every health_check_period_s, on a replica built outside Ray (its constructor loads the
+    embedded model for real)."""
+    interval = sys.getswitchinterval()  # the constructor sets the server's, for this whole process
+    try:
+        replica = CodeboogaReplica(SETTINGS)
+        replica.check_health()
+        replica._engine.backend.close()
+        with pytest.raises(RuntimeError, match="the engine for .* has stopped"):
+            replica.check_health()
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def _replica_count() -> int:
