@@ -9,10 +9,11 @@ Only public Ray Serve APIs are used (`serve.deployment`, `serve.ingress`, `check
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codebooga.merge.shared.cli_error import CliError
 from codebooga.server.api.app import create_app
+from codebooga.server.ray_affinity import AffinityIngress, run_asgi
 from codebooga.server.serve_command import check_choices, resolve_model
 from codebooga.server.settings import ServeSettings, default_threads
 from codebooga.server.settings_sources import SERVE_OPTIONS, resolve_settings
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("codebooga.server")
 
 # Application args that shape the Ray deployment rather than codebooga: GPUs per replica (EXL2, CUDA llama.cpp).
-_RAY_ARGS = ("num_gpus",)
+# prefix_affinity: true puts `AffinityIngress` and `PrefixAffinityRouter` in front of the replicas.
+_RAY_ARGS = ("num_gpus", "prefix_affinity")
 
 
 class CodeboogaReplica:
@@ -50,6 +54,9 @@ class CodeboogaReplica:
         self._engine = _load_engine(path, self._settings)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
+        return self._build_app()
+
+    def _build_app(self) -> ReplicaHeader:
         engine = self._engine
         app = create_app(self._settings, lambda: engine, _report_load_failure)
         return ReplicaHeader(app, serve.get_replica_context().replica_id.unique_id)
@@ -61,10 +68,38 @@ class CodeboogaReplica:
             raise RuntimeError(f"codebooga replica: the engine for {self._settings.model} has stopped")
 
 
+PREFIX_AFFINITY = RequestRouterConfig(request_router_class="codebooga.server.ray_affinity:PrefixAffinityRouter")
+"""The engine deployment's router behind `AffinityIngress`."""
+
+class EngineReplica(CodeboogaReplica):
+    """The engine tier behind `AffinityIngress` (ray_affinity.py): the same replica, called through a handle
+    instead of Ray's proxy (Ray allows one ingress per application), running each request through its app."""
+
+    async def __init__(self, settings: ServeSettings) -> None:
+        super().__init__(settings)
+        self._app = self._build_app()
+        # what Ray's ingress wrapper does for `Codebooga`: the app's lifespan, which puts the engine in its state
+        self._lifespan = self._app.app.router.lifespan_context(self._app.app)
+        await self._lifespan.__aenter__()
+        while self._app.app.state.engine is None:
+            await asyncio.sleep(0.01)
+
+    async def forward(self, routing_key: str, request: dict[str, Any], body: bytes) -> AsyncIterator[Message]:
+        """One HTTP request through this replica's app. `routing_key` is for the router, which sees only a call's
+        arguments."""
+        async for message in run_asgi(self._app, request, body):
+            yield message
+
+
 Codebooga = serve.deployment(name="codebooga", health_check_period_s=10, health_check_timeout_s=30)(
     serve.ingress()(CodeboogaReplica)
 )
 """The deployment: `CodeboogaReplica` with Ray's late-bound ingress, configured further by `build_app`."""
+
+CodeboogaEngine = serve.deployment(
+    name="codebooga", health_check_period_s=10, health_check_timeout_s=30, request_router_config=PREFIX_AFFINITY
+)(EngineReplica)
+"""The engine deployment behind `AffinityIngress`, routed by `PrefixAffinityRouter`."""
 
 
 class ReplicaHeader:
@@ -117,11 +152,13 @@ def build_app(args: Mapping[str, Any]) -> Application:
     settings = resolve_settings(options, os.environ, config)
     check_choices(settings)
     threads = settings.threads or default_threads()
-    deployment = Codebooga.options(
+    options = dict(
         # what the scheduler reserves per replica: llama.cpp's threads, and GPUs for EXL2 / CUDA builds
         ray_actor_options={"num_cpus": threads, "num_gpus": gpus},
         # a replica decodes `parallel` sequences at once and queues the rest: scale out once it queues
         max_ongoing_requests=settings.parallel * 2,
         autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": settings.parallel},
     )
-    return deployment.bind(replace(settings, threads=threads))
+    deployment = (CodeboogaEngine if args.get("prefix_affinity") else Codebooga).options(**options)
+    engine = deployment.bind(replace(settings, threads=threads))
+    return AffinityIngress.bind(engine) if args.get("prefix_affinity") else engine
