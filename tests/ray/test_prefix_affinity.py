@@ -37,7 +37,8 @@ def _run_workload(serve_url: str) -> set[str]:
             for messages in conversations:
                 if turn:
                     messages.append({"role": "user", "content": QUESTIONS[turn]})
-                reply = http.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 12, "temperature": 0})
+                body = {"messages": messages, "max_tokens": 12, "temperature": 0}
+                reply = http.post("/v1/chat/completions", json=body)
                 assert reply.status_code == 200, reply.text
                 replicas.add(reply.headers["x-codebooga-replica"])
                 messages.append({"role": "assistant", "content": reply.json()["choices"][0]["message"]["content"]})
@@ -53,7 +54,7 @@ def _reuse(serve_url: str, replicas: set[str]) -> tuple[int, int]:
         health = httpx.get(f"{serve_url}/health", timeout=10)
         seen[health.headers["x-codebooga-replica"]] = health.json()
     assert replicas <= seen.keys()
-    return (sum(h["prompt_tokens_reused"] for h in seen.values()), sum(h["prompt_tokens_decoded"] for h in seen.values()))
+    return sum(h["prompt_tokens_reused"] for h in seen.values()), sum(h["prompt_tokens_decoded"] for h in seen.values())
 
 
 def test_prefix_affinity_reuses_more_prompt_tokens_than_the_default_router(serve_url: str) -> None:
@@ -67,6 +68,12 @@ def test_prefix_affinity_reuses_more_prompt_tokens_than_the_default_router(serve
     serve.run(AffinityIngress.bind(engine), name="codebooga", route_prefix="/")
     affinity_replicas = _run_workload(serve_url)
     affinity_reused, affinity_decoded = _reuse(serve_url, affinity_replicas)
+    # SSE through both tiers: the ingress relays the engine replica's messages as they come
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": True}
+    with httpx.stream("POST", f"{serve_url}/v1/chat/completions", json=body, timeout=60) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert len(events) > 3 and events[-1] == "data: [DONE]"
     serve.delete("codebooga")
 
     default_share = default_reused / (default_reused + default_decoded)

@@ -23,13 +23,13 @@ SERVE_YAML = Path(__file__).resolve().parents[2] / "deploy" / "ray" / "serve.yam
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=[False, True], ids=["direct", "prefix_affinity"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     config = yaml.safe_load(SERVE_YAML.read_text())
     port = free_port()
     config["http_options"] = {"host": "127.0.0.1", "port": port}
     (application,) = config["applications"]
-    application["args"].update(ctx_size=512, threads=1)
+    application["args"].update(ctx_size=512, threads=1, prefix_affinity=request.param)
     (deployment,) = application["deployments"]
     deployment["ray_actor_options"]["num_cpus"] = 1
     deployment["autoscaling_config"]["max_replicas"] = 1
