@@ -4,7 +4,8 @@
 options. Ray sends a replica traffic only once its constructor has returned, so the constructor loads the model
 (the part `codebooga serve` does in the background while /health answers 503), and `__serve_build_asgi_app__`
 (Ray's late-bound `@serve.ingress()`) then hands Ray the unchanged app from `create_app` around that engine.
-Only public Ray Serve APIs are used (`serve.deployment`, `serve.ingress`, `check_health`, application builders).
+With `prefix_affinity` the replicas sit behind a second tier instead (ray_affinity.py). Only public Ray Serve APIs
+are used (`serve.deployment`, `serve.ingress`, `check_health`, application builders, handles, request routers).
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class EngineReplica(CodeboogaReplica):
         await self._lifespan.__aenter__()
         while self._app.app.state.engine is None:
             await asyncio.sleep(0.01)
+
+    async def __del__(self) -> None:
+        """Ray calls this when it stops the replica gracefully: the app's shutdown closes the engine, as at the end
+        of `codebooga serve`."""
+        lifespan = getattr(self, "_lifespan", None)
+        if lifespan is not None:
+            await lifespan.__aexit__(None, None, None)
 
     async def forward(self, routing_key: str, request: dict[str, Any], body: bytes) -> AsyncIterator[Message]:
         """One HTTP request through this replica's app. `routing_key` is for the router, which sees only a call's
