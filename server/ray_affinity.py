@@ -9,6 +9,7 @@ the engine replica runs the request through its unchanged FastAPI app (`Codeboog
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections import defaultdict, deque
@@ -121,8 +122,6 @@ class Relay:
 
 async def run_asgi(app: Any, request: dict[str, Any], body: bytes) -> AsyncIterator[Message]:
     """One HTTP request through an ASGI app in-process; yields the response's ASGI messages as they are sent."""
-    import asyncio
-
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http", "root_path": "",
              "raw_path": request["path"].encode(), "client": None, "server": None, **request}  # fmt: skip
     replies: asyncio.Queue[Message | None] = asyncio.Queue()
