@@ -58,7 +58,12 @@ class ModelToServe:
 
 def settings_from_args(args: argparse.Namespace) -> tuple[ServeSettings, ModelToServe]:
     """Settings from the command line, the environment and `--config`, and the model they name, resolved."""
-    settings = resolve_settings(vars(args), os.environ, args.config)
+    return resolve_model(resolve_settings(vars(args), os.environ, args.config))
+
+
+def resolve_model(settings: ServeSettings) -> tuple[ServeSettings, ModelToServe]:
+    """The model `settings` name (the embedded one when none), checked here or planned as a hub download.
+    Shared with the Ray Serve replicas (ray_serve.py), which resolve it on the node that loads it."""
     if settings.model is None:
         embedded = embedded_model_path()
         if embedded is None:

@@ -47,5 +47,9 @@ class Backend(Protocol):
 
     def stats(self) -> BackendStats: ...
 
+    @property
+    def alive(self) -> bool:
+        """Whether jobs can still run (the compute thread is up and the backend not closed)."""
+
     def close(self) -> None:
         """Stop generating and free the model."""

@@ -46,6 +46,11 @@ class JobLoop(Generic[JobT]):
         self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the compute thread still runs: without it no job ever starts (health checks read this)."""
+        return self._thread.is_alive() and not self._closing
+
     def close(self) -> None:
         """Stop the thread after its current step; every job still running or waiting gets its end marker."""
         with self._queue.condition:

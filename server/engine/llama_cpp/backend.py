@@ -63,6 +63,10 @@ class LlamaCppBackend:
     def stats(self) -> BackendStats:
         return self._scheduler.stats()
 
+    @property
+    def alive(self) -> bool:
+        return self._scheduler.alive
+
     def close(self) -> None:
         self._scheduler.close()
         self._model.close()
