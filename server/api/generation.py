@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from codebooga.server.api.errors import APIError
 from codebooga.server.api.limits import RequestLimits
+from codebooga.server.api.llama_sampling import LlamaCppSampling
 from codebooga.server.api.schemas import (
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
@@ -62,21 +62,7 @@ def resolve_sampling(engine: Engine, body: SamplingRequest) -> SamplingParams:
     )
 
 
-class LlamaCppSamplingFields(Protocol):
-    """Sampling fields as llama.cpp names them, which Ollama's `options` and llama-server's /completion share."""
-
-    temperature: float | None
-    top_k: int | None
-    top_p: float | None
-    min_p: float | None
-    typical_p: float | None
-    repeat_penalty: float | None
-    repeat_last_n: int | None
-    presence_penalty: float | None
-    frequency_penalty: float | None
-
-
-def llama_cpp_sampling(engine: Engine, fields: LlamaCppSamplingFields, seed: int | None) -> SamplingParams:
+def llama_cpp_sampling(engine: Engine, fields: LlamaCppSampling, seed: int | None) -> SamplingParams:
     """llama.cpp-named fields over the server's preset; `repeat_last_n` -1 is the whole context."""
     last_n = fields.repeat_last_n
     sent = {

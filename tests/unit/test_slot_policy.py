@@ -3,7 +3,13 @@ cached prompts while an empty slot sits unused, and follow-ups must land in the 
 
 from __future__ import annotations
 
-from codebooga.server.engine.llama_cpp.slot_policy import Slot, common_prefix_length, pick_slot, spare_slots
+from codebooga.server.engine.llama_cpp.slot_policy import (
+    Slot,
+    common_prefix_length,
+    pick_slot,
+    shared_prefixes,
+    spare_slots,
+)
 
 SYSTEM = list(range(1000, 1008))  # a short shared start, like "def " or a system prompt
 
@@ -12,8 +18,12 @@ def user_file(user: int, length: int = 200) -> list[int]:
     return SYSTEM + [user * 10_000 + i for i in range(length)]
 
 
+def pick(idle: list[Slot], prompt: list[int]) -> Slot:
+    return pick_slot(idle, len(prompt), shared_prefixes(idle, prompt))
+
+
 def start(slots: list[Slot], prompt: list[int], clock: int) -> Slot:
-    slot = pick_slot([slot for slot in slots if not slot.busy], prompt)
+    slot = pick([slot for slot in slots if not slot.busy], prompt)
     slot.tokens, slot.last_used = list(prompt), clock
     return slot
 
@@ -46,7 +56,7 @@ def test_with_more_users_than_slots_the_least_recently_used_slot_is_overwritten(
 
 def test_a_prompt_that_extends_a_short_cached_one_reuses_it() -> None:
     slots = [Slot(0, tokens=[1, 2, 3, 4], last_used=5), Slot(1)]
-    assert pick_slot(slots, [1, 2, 3, 4] + list(range(100, 400))).seq_id == 0  # nothing of slot 0 is lost
+    assert pick(slots, [1, 2, 3, 4] + list(range(100, 400))).seq_id == 0  # nothing of slot 0 is lost
 
 
 def test_extra_choices_take_empty_slots_then_the_least_recently_used() -> None:

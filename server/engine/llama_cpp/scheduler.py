@@ -25,7 +25,7 @@ from codebooga.server.engine.job_stream import ThreadedJobStream
 from codebooga.server.engine.llama_cpp.model import LlamaCppModel
 from codebooga.server.engine.llama_cpp.prompt_cache import PromptCache
 from codebooga.server.engine.llama_cpp.sampling import NativeGrammar, TokenPicker, new_token_picker, token_logprobs
-from codebooga.server.engine.llama_cpp.slot_policy import Slot, common_prefix_length, pick_slot, spare_slots
+from codebooga.server.engine.llama_cpp.slot_policy import Slot, pick_slot, shared_prefixes, spare_slots
 from codebooga.server.engine.metrics import ThroughputMeter
 from codebooga.server.engine.types import (
     BackendEvent,
@@ -149,13 +149,14 @@ class Scheduler(JobLoop[_Job]):
         spec = job.spec
         prompt = spec.prompt_tokens
         self._jobs_started += 1
-        primary = pick_slot(idle, prompt)
+        shared = shared_prefixes(self._slots, prompt)
+        primary = pick_slot(idle, len(prompt), shared)
         slots = [primary, *spare_slots(idle, primary, spec.n - 1)]
         for slot in slots:
             slot.last_used = self._jobs_started
         for spare in slots[1:]:  # overwritten by the primary's prompt once it is decoded
             self._save(spare, keep=0)
-        reused = min(self._load_prefix(primary, prompt), len(prompt) - 1)
+        reused = min(self._load_prefix(primary, prompt, shared), len(prompt) - 1)
         llama.llama_memory_seq_rm(self._model.memory, primary.seq_id, reused, -1)
         del primary.tokens[reused:]
         self.prompt_tokens_reused += reused
@@ -170,14 +171,18 @@ class Scheduler(JobLoop[_Job]):
             job.sequences.append(_Sequence(choice, slot, sampler))
         job.sequences[0].prompt_todo = list(prompt[reused:])
 
-    def _load_prefix(self, slot: Slot, prompt: tuple[int, ...]) -> int:
+    def _load_prefix(self, slot: Slot, prompt: tuple[int, ...], shared: dict[int, int]) -> int:
         """Give `slot` the longest prefix of `prompt` known anywhere: its own tokens, another slot's (copied),
-        or a saved state; returns that prefix's length. Whatever the slot held beyond it is saved first."""
-        own = common_prefix_length(slot.tokens, prompt)
-        donor = max(self._slots, key=lambda other: common_prefix_length(other.tokens, prompt))
-        from_donor = common_prefix_length(donor.tokens, prompt)
-        prompt_array = np.asarray(prompt, dtype=np.int32)
-        cache_key, from_cache = self._prompt_cache.longest_prefix(prompt_array)
+        or a saved state; returns that prefix's length. Whatever the slot held beyond it is saved first.
+        `shared` is each slot's prefix length (`shared_prefixes`)."""
+        own = shared[slot.seq_id]
+        donor = max(self._slots, key=lambda other: shared[other.seq_id])
+        from_donor = shared[donor.seq_id]
+        cache_key, from_cache = (
+            self._prompt_cache.longest_prefix(np.asarray(prompt, dtype=np.int32))
+            if self._prompt_cache.enabled
+            else (-1, 0)
+        )
         if from_cache >= max(own, from_donor) + MIN_CACHED_TOKENS:
             self._save(slot, keep=0)
             if self._restore(slot, cache_key, from_cache):

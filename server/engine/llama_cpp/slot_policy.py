@@ -10,7 +10,7 @@ not recomputed: the scheduler copies it from whichever slot holds it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 REUSE_FRACTION = 0.5
@@ -39,11 +39,18 @@ def _least_valuable(slot: Slot) -> tuple[bool, int]:
     return bool(slot.tokens), slot.last_used
 
 
-def pick_slot(idle: Sequence[Slot], prompt: Sequence[int]) -> Slot:
-    """The idle slot a job with `prompt` starts in (see the module docstring for the rule)."""
-    best = max(idle, key=lambda slot: common_prefix_length(slot.tokens, prompt))
-    shared = common_prefix_length(best.tokens, prompt)
-    if shared and (shared >= REUSE_FRACTION * len(prompt) or shared >= REUSE_FRACTION * len(best.tokens)):
+def shared_prefixes(slots: Sequence[Slot], prompt: Sequence[int]) -> dict[int, int]:
+    """How many leading tokens of `prompt` each slot holds, by `seq_id`: computed once per job start (a Python
+    pass over every slot's tokens, on the decode thread), then read by `pick_slot` and the prefix loading."""
+    return {slot.seq_id: common_prefix_length(slot.tokens, prompt) for slot in slots}
+
+
+def pick_slot(idle: Sequence[Slot], prompt_length: int, shared: Mapping[int, int]) -> Slot:
+    """The idle slot a job with a prompt of `prompt_length` tokens starts in, given `shared_prefixes` (see the
+    module docstring for the rule)."""
+    best = max(idle, key=lambda slot: shared[slot.seq_id])
+    length = shared[best.seq_id]
+    if length and (length >= REUSE_FRACTION * prompt_length or length >= REUSE_FRACTION * len(best.tokens)):
         return best
     return min(idle, key=_least_valuable)
 
