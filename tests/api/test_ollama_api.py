@@ -8,6 +8,7 @@ import ollama
 import pytest
 from pydantic import BaseModel
 
+from sampled import first_finished
 from server_process import RunningServer
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1:latest"
@@ -82,10 +83,13 @@ def test_generate_applies_the_template_unless_raw(client: ollama.Client) -> None
 
 def test_chat_format_schema_answer_validates(client: ollama.Client) -> None:
     messages = [{"role": "user", "content": "Describe Paris as JSON."}]
-    answer = client.chat(
-        model=MODEL, messages=messages, format=City.model_json_schema(), options={"num_predict": 80, "seed": 3}
+    answer = first_finished(
+        lambda seed: client.chat(
+            model=MODEL, messages=messages, format=City.model_json_schema(), options={"num_predict": 80, "seed": seed}
+        ),
+        finished=lambda answer: answer.done_reason == "stop",
+        cut_off=lambda answer: answer.done_reason == "length",
     )
-    assert answer.done_reason == "stop"
     City.model_validate_json(answer.message.content)
     json_answer = client.chat(model=MODEL, messages=messages, format="json", options={"num_predict": 4})
     assert json_answer.message.content.startswith("{")
@@ -107,11 +111,18 @@ def test_forced_tool_calls_parse_as_ollama_answers_and_results_go_back(
     """The tiny model seldom chooses a call, so codebooga's `tool_choice: "required"` forces one; the answer
     is read with the ollama package's own response model."""
     body = {"model": MODEL, "messages": ASK_WEATHER, "tools": [WEATHER], "tool_choice": "required", "stream": stream}
-    response = httpx.post(f"{server.base_url}/api/chat", json={**body, "options": {"num_predict": 40}}, timeout=120)
-    assert response.headers["content-type"] == ("application/x-ndjson" if stream else "application/json")
-    answers = [ollama.ChatResponse.model_validate_json(line) for line in response.text.splitlines()]
-    calls = [call for answer in answers for call in answer.message.tool_calls or []]
-    assert answers[-1].done and calls  # one call or more: a second may be cut short by num_predict
+
+    def answers_and_calls(seed: int) -> tuple[list[ollama.ChatResponse], list[ollama.Message.ToolCall]]:
+        options = {"num_predict": 40, "seed": seed}
+        response = httpx.post(f"{server.base_url}/api/chat", json={**body, "options": options}, timeout=120)
+        assert response.headers["content-type"] == ("application/x-ndjson" if stream else "application/json")
+        answers = [ollama.ChatResponse.model_validate_json(line) for line in response.text.splitlines()]
+        assert answers[-1].done
+        return answers, [call for answer in answers for call in answer.message.tool_calls or []]
+
+    answers, calls = first_finished(  # one call or more: a second may be cut short by num_predict and left out
+        answers_and_calls, finished=lambda got: bool(got[1]), cut_off=lambda got: got[0][-1].done_reason == "length"
+    )
     for call in calls:
         assert call.function.name == "get_weather"
         jsonschema.validate(dict(call.function.arguments), WEATHER["function"]["parameters"])

@@ -13,8 +13,10 @@ import jsonschema
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, Field
 
+from sampled import first_finished
 from server_process import RunningServer
 
 WEATHER = {
@@ -70,10 +72,18 @@ def assert_valid_call(name: str, arguments: str) -> None:
     jsonschema.validate(json.loads(arguments), SCHEMAS[name])
 
 
+def finished_call(client: openai.OpenAI, **fields: object) -> Choice:
+    """The first seed's answer that ends its calls (`finish_reason: "tool_calls"`), see `sampled`."""
+    return first_finished(
+        lambda seed: client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, seed=seed, **fields).choices[0],
+        finished=lambda choice: choice.finish_reason == "tool_calls",
+        cut_off=lambda choice: choice.finish_reason == "length",
+    )
+
+
 def test_required_calls_are_valid_and_finish_with_tool_calls(client: openai.OpenAI) -> None:
-    response = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=160)
-    choice = response.choices[0]
-    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    choice = finished_call(client, tool_choice="required", max_tokens=160)
+    assert choice.message.content is None
     calls = choice.message.tool_calls
     assert calls and len({call.id for call in calls}) == len(calls)
     for call in calls:
@@ -82,10 +92,8 @@ def test_required_calls_are_valid_and_finish_with_tool_calls(client: openai.Open
 
 
 def test_a_named_tool_choice_makes_exactly_one_call_of_it(client: openai.OpenAI) -> None:
-    response = client.chat.completions.create(
-        model="m", messages=ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "run_tests"}}, max_tokens=160
-    )
-    calls = response.choices[0].message.tool_calls
+    choice = finished_call(client, tool_choice={"type": "function", "function": {"name": "run_tests"}}, max_tokens=160)
+    calls = choice.message.tool_calls
     assert [call.function.name for call in calls] == ["run_tests"]
     assert_valid_call("run_tests", calls[0].function.arguments)
 
@@ -103,30 +111,37 @@ def test_tool_choice_none_and_auto_answer_in_text_or_valid_calls(client: openai.
     assert none.choices[0].message.tool_calls is None and none.choices[0].message.content
     auto = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, max_tokens=120, n=4)
     for choice in auto.choices:
+        if choice.finish_reason == "length":  # a call cut off by max_tokens is incomplete, not invalid
+            continue
         for call in choice.message.tool_calls or []:
             assert_valid_call(call.function.name, call.function.arguments)
-        if choice.message.tool_calls and choice.finish_reason != "length":
-            assert choice.finish_reason == "tool_calls"
+        assert choice.finish_reason == ("tool_calls" if choice.message.tool_calls else "stop")
 
 
 def test_streamed_calls_arrive_as_openai_sends_them(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="m", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=160, stream=True, seed=7
+    def streamed_calls(seed: int) -> tuple[str | None, dict[int, dict[str, str]]]:
+        stream = client.chat.completions.create(
+            model="m", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=160, stream=True, seed=seed
+        )
+        calls: dict[int, dict[str, str]] = {}
+        finish = None
+        for chunk in stream:
+            choice = chunk.choices[0]
+            finish = choice.finish_reason or finish
+            for fragment in choice.delta.tool_calls or []:
+                if fragment.index not in calls:  # the first fragment of a call: id, type and name, no arguments yet
+                    assert fragment.id and fragment.type == "function" and fragment.function.name
+                    assert not fragment.function.arguments
+                    calls[fragment.index] = {"id": fragment.id, "name": fragment.function.name, "arguments": ""}
+                else:
+                    assert fragment.id is None and fragment.function.name is None
+                    calls[fragment.index]["arguments"] += fragment.function.arguments
+        return finish, calls
+
+    _, calls = first_finished(
+        streamed_calls, finished=lambda answer: answer[0] == "tool_calls", cut_off=lambda answer: answer[0] == "length"
     )
-    calls: dict[int, dict[str, str]] = {}
-    finish = None
-    for chunk in stream:
-        choice = chunk.choices[0]
-        finish = choice.finish_reason or finish
-        for fragment in choice.delta.tool_calls or []:
-            if fragment.index not in calls:  # the first fragment of a call: id, type and name, no arguments yet
-                assert fragment.id and fragment.type == "function" and fragment.function.name
-                assert not fragment.function.arguments
-                calls[fragment.index] = {"id": fragment.id, "name": fragment.function.name, "arguments": ""}
-            else:
-                assert fragment.id is None and fragment.function.name is None
-                calls[fragment.index]["arguments"] += fragment.function.arguments
-    assert finish == "tool_calls" and calls and sorted(calls) == list(range(len(calls)))
+    assert calls and sorted(calls) == list(range(len(calls)))
     for call in calls.values():
         assert_valid_call(call["name"], call["arguments"])
 
@@ -204,11 +219,16 @@ def test_json_schema_answers_validate_streaming_and_not(client: openai.OpenAI) -
     prompt = [{"role": "user", "content": "Summarize: import os\nprint(os.getcwd())"}]
     whole = client.chat.completions.create(model="m", messages=prompt, response_format=response_format, max_tokens=120, n=4)
     texts = [choice.message.content for choice in whole.choices if choice.finish_reason == "stop"]
-    stream = client.chat.completions.create(
-        model="m", messages=prompt, response_format=response_format, max_tokens=120, stream=True
-    )
-    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-    texts.append(streamed)
+
+    def streamed(seed: int) -> tuple[str | None, str]:
+        chunks = list(client.chat.completions.create(
+            model="m", messages=prompt, response_format=response_format, max_tokens=120, stream=True, seed=seed
+        ))
+        finish = next((chunk.choices[0].finish_reason for chunk in reversed(chunks) if chunk.choices), None)
+        return finish, "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+    _, text = first_finished(streamed, finished=lambda answer: answer[0] == "stop", cut_off=lambda answer: answer[0] == "length")
+    texts.append(text)
     assert len(texts) >= 3
     for text in texts:
         jsonschema.validate(json.loads(text), schema)
@@ -222,12 +242,13 @@ def test_json_object_and_completions_follow_the_format(client: openai.OpenAI, se
     if chat.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(chat.choices[0].message.content), dict)
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
-    completion = httpx.post(
-        f"{server.api_url}/completions",
-        json={"prompt": "2 + 2 =", "max_tokens": 20, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}},
-        timeout=60,
-    ).json()
-    jsonschema.validate(json.loads(completion["choices"][0]["text"]), schema)
+    body = {"prompt": "2 + 2 =", "max_tokens": 20, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}}
+    completion = first_finished(
+        lambda seed: httpx.post(f"{server.api_url}/completions", json={**body, "seed": seed}, timeout=60).json()["choices"][0],
+        finished=lambda choice: choice["finish_reason"] == "stop",
+        cut_off=lambda choice: choice["finish_reason"] == "length",
+    )
+    jsonschema.validate(json.loads(completion["text"]), schema)
 
 
 @pytest.mark.parametrize(
@@ -259,13 +280,18 @@ def test_what_cannot_be_honoured_is_refused_by_name(server: RunningServer, body:
 
 
 def test_langchain_bind_tools_and_structured_output(server: RunningServer) -> None:
-    llm = ChatOpenAI(base_url=server.api_url, api_key="unused", model="m", max_tokens=160, max_retries=0)
+    def llm(seed: int = 1) -> ChatOpenAI:
+        return ChatOpenAI(base_url=server.api_url, api_key="unused", model="m", max_tokens=160, max_retries=0, seed=seed)
 
     def get_weather(city: str, unit: str) -> str:
         """Current weather in a city, in celsius or fahrenheit."""
         return "sunny"
 
-    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("Weather in Oslo?")
+    message = first_finished(
+        lambda seed: llm(seed).bind_tools([get_weather], tool_choice="get_weather").invoke("Weather in Oslo?"),
+        finished=lambda message: message.response_metadata["finish_reason"] == "tool_calls",
+        cut_off=lambda message: message.response_metadata["finish_reason"] == "length",
+    )
     assert [call["name"] for call in message.tool_calls] == ["get_weather"]
     assert set(message.tool_calls[0]["args"]) == {"city", "unit"}
 
@@ -273,5 +299,5 @@ def test_langchain_bind_tools_and_structured_output(server: RunningServer) -> No
         correct: bool
         reason: str = Field(max_length=60)  # bounded, so that a rambling sample still ends within max_tokens
 
-    verdict = llm.with_structured_output(Verdict).invoke("Is 17 prime? Answer as the schema says.")
+    verdict = llm().with_structured_output(Verdict).invoke("Is 17 prime? Answer as the schema says.")
     assert isinstance(verdict, Verdict)
