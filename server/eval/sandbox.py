@@ -197,11 +197,12 @@ class Sandbox:
         ]
 
     def _nproc(self, processes: int) -> int:
-        """RLIMIT_NPROC counts every task of the real user: the unprivileged user has none of its own, but an
-        ordinary user running `codebooga eval` has a desktop's worth, which the budget must sit on top of."""
-        if self.drop_to is not None:
-            return processes
-        return _tasks_of(os.getuid()) + processes
+        """RLIMIT_NPROC counts every task of the real user, not just this run's: an ordinary user running
+        `codebooga eval` has a desktop's worth, and the unprivileged user may still hold tasks of other sandboxes
+        (another worker's run, a killed run not yet reaped). The budget sits on top of what the user has now:
+        at the limit node does not fail, it hangs waiting for threads it could not create, until the wall clock."""
+        user = os.getuid() if self.drop_to is None else self.drop_to
+        return _tasks_of(user) + processes
 
     def _confinement(self, work: Path, status_fd: int) -> list[str]:
         if self.bwrap is None:
