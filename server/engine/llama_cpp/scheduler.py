@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import mmap
 from dataclasses import asdict, dataclass, field
 
 import llama_cpp as llama
@@ -209,23 +208,23 @@ class Scheduler(JobLoop[_Job]):
         size = llama.llama_state_seq_get_size(context, slot.seq_id)
         if size > self._prompt_cache.budget_bytes:
             return
-        # Its own anonymous mapping, not the heap: an evicted state's memory goes back to the system at once
-        # instead of leaving the allocator's arenas fragmented by megabyte-sized holes. Populated up front: the
-        # decode thread waits for this copy, and faulting the pages in one by one made it ~40% slower.
-        state = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
-        written = llama.llama_state_seq_get_data(context, (ctypes.c_uint8 * size).from_buffer(state), size, slot.seq_id)
+        buffer = self._prompt_cache.buffer(size)
+        written = llama.llama_state_seq_get_data(context, (ctypes.c_uint8 * size).from_buffer(buffer), size, slot.seq_id)
         if written != size:
             log.warning("could not save slot %d's prompt state (%d of %d bytes)", slot.seq_id, written, size)
+            self._prompt_cache.recycle(buffer)
             return
-        self._prompt_cache.put(np.asarray(slot.tokens, dtype=np.int32), state)
+        self._prompt_cache.put(np.asarray(slot.tokens, dtype=np.int32), buffer, size)
 
     def _restore(self, slot: Slot, key: int, used_tokens: int) -> bool:
         entry = self._prompt_cache.take(key, used_tokens)
         memory = self._model.memory
         llama.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
-        size = len(entry.state)
-        source = (ctypes.c_uint8 * size).from_buffer(entry.state)
-        if llama.llama_state_seq_set_data(self._model.context, source, size, slot.seq_id) != size:
+        restored = llama.llama_state_seq_set_data(
+            self._model.context, (ctypes.c_uint8 * entry.size).from_buffer(entry.buffer), entry.size, slot.seq_id
+        )
+        self._prompt_cache.recycle(entry.buffer)
+        if restored != entry.size:
             log.warning("could not restore a cached prompt state into slot %d; decoding the prompt", slot.seq_id)
             llama.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
             slot.tokens = []
