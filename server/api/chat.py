@@ -36,7 +36,7 @@ from codebooga.server.api.schemas import (
     ToolCallChunk,
     TopLogprob,
 )
-from codebooga.server.api.streaming import chunk_json, sse_response, unless_disconnected
+from codebooga.server.api.streaming import TextChunks, chunk_json, sse_response, unless_disconnected
 from codebooga.server.engine.chat import types as chat
 from codebooga.server.engine.chat.session import collect_chat, start_chat
 from codebooga.server.engine.engine import Engine
@@ -186,13 +186,19 @@ async def _stream_chunks(
         )
         return chunk_json(completion, body.include_usage)
 
+    def text_chunks(index: int) -> TextChunks:
+        return TextChunks(lambda text: chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=text))]))
+
+    plain_text = {index: text_chunks(index) for index in range(body.n)}
     for index in range(body.n):
         yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
     async for event in events:
         if isinstance(event, TextDelta):
-            logprobs = _chat_logprobs(event.logprobs) if body.logprobs else None
-            if event.text or logprobs:
+            if body.logprobs:
+                logprobs = _chat_logprobs(event.logprobs)
                 yield chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(content=event.text), logprobs=logprobs)])
+            elif event.text:
+                yield plain_text[event.choice](event.text)
         elif isinstance(event, chat.ToolCallDelta):
             call = ToolCallChunk(
                 index=event.index,

@@ -20,7 +20,7 @@ from codebooga.server.api.generation import (
     usage_of,
 )
 from codebooga.server.api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-from codebooga.server.api.streaming import chunk_json, merge_streams, sse_response, unless_disconnected
+from codebooga.server.api.streaming import TextChunks, chunk_json, merge_streams, sse_response, unless_disconnected
 from codebooga.server.engine.engine import Engine
 from codebooga.server.engine.structured.answer_grammar import response_format_grammar
 from codebooga.server.engine.types import (
@@ -133,9 +133,13 @@ async def _stream_chunks(
         )
         return chunk_json(completion, body.include_usage)
 
+    def text_chunks(index: int) -> TextChunks:
+        return TextChunks(lambda text: chunk([CompletionChoice(index=index, text=text)]))
+
     tables = {
         index: _LogprobTable(len(echoes[index // body.n])) for index in range(len(streams) * body.n)
     }
+    plain_text = {index: text_chunks(index) for index in tables}
     for index in tables:
         if echoes[index // body.n]:
             yield chunk([CompletionChoice(index=index, text=echoes[index // body.n])])
@@ -143,8 +147,11 @@ async def _stream_chunks(
     async for stream_index, event in merge_streams(streams):
         if isinstance(event, TextDelta):
             index = stream_index * body.n + event.choice
-            logprobs = tables[index].rows(event.logprobs) if body.logprobs is not None else None
-            yield chunk([CompletionChoice(index=index, text=event.text, logprobs=logprobs)])
+            if body.logprobs is not None:
+                logprobs = tables[index].rows(event.logprobs)
+                yield chunk([CompletionChoice(index=index, text=event.text, logprobs=logprobs)])
+            else:
+                yield plain_text[index](event.text)
         elif isinstance(event, ChoiceFinished):
             index = stream_index * body.n + event.choice
             yield chunk([CompletionChoice(index=index, text="", finish_reason=event.finish_reason)])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
@@ -168,3 +169,26 @@ def _error_json(error: APIError) -> str:
 def chunk_json(chunk: BaseModel, include_usage: bool) -> str:
     """Chunks carry `usage` (null until the last) only when the client asked for it: others choke on it."""
     return chunk.model_dump_json(exclude=None if include_usage else {"usage"})
+
+
+class TextChunks:
+    """The JSON of a stream's text chunks for one choice, which differ only by their text: rendered by the
+    chunk's Pydantic model once, with a marker for the text, then filled in per token. Building and serializing
+    the same chunk model again was ~40% of the event loop's work per streamed token, and on a machine with as
+    many cores as decode threads that CPU comes out of the decode. JSON escaping is Pydantic's (serde_json's):
+    quotes, backslashes and control characters, UTF-8 left as is, which `json.dumps(ensure_ascii=False)` matches."""
+
+    _MARKER = "codebooga-chunk-text-5c1e"
+
+    def __init__(self, render: Callable[[str], str]) -> None:
+        self._render = render
+        quoted = json.dumps(self._MARKER)
+        sample = render(self._MARKER)
+        # a marker also found elsewhere (a model named after it) leaves every chunk to the model
+        self._parts = sample.split(quoted) if sample.count(quoted) == 1 else None
+
+    def __call__(self, text: str) -> str:
+        if self._parts is None:
+            return self._render(text)
+        before, after = self._parts
+        return before + json.dumps(text, ensure_ascii=False) + after
