@@ -60,7 +60,7 @@ async def stream_chat(client: httpx.AsyncClient, messages: list[dict], max_token
     body = {
         "model": "bench", "messages": messages, "max_tokens": max_tokens, "stream": True,
         "temperature": 0, "top_p": 1, "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0,
-        "logit_bias": EOG_BAN,
+        "logit_bias": EOG_BAN, "stream_options": {"include_usage": True},
     }
     started = time.perf_counter()
     first = None
@@ -72,13 +72,16 @@ async def stream_chat(client: httpx.AsyncClient, messages: list[dict], max_token
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
+            if chunk.get("usage"):  # the tokens the server generated, not the chunks it happened to send
+                tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices", []):
                 content = choice.get("delta", {}).get("content")
                 if content:
-                    tokens += 1
                     text.append(content)
                     if first is None:
                         first = time.perf_counter() - started
+    if not tokens:
+        raise RuntimeError(f"{client.base_url} sent no usage with its stream")
     return StreamTiming(first or 0.0, time.perf_counter() - started, tokens), "".join(text)
 
 
