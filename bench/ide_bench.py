@@ -94,7 +94,10 @@ async def ask(client: httpx.AsyncClient, messages: list[dict]) -> tuple[float, s
 async def one_round(server: Launched, name: str, users: int, turns: int, salt: str) -> RoundResult:
     result = RoundResult()
     conversations = [[{"role": "user", "content": f"{code}\n\n{QUESTIONS[0]}"}] for code in user_files(users, salt)]
-    async with httpx.AsyncClient(base_url=server.base, timeout=600) as client:
+    # A connection per request: a pooled one that idled through the long first turn can be closed by the server
+    # (llama-server's keep-alive timeout) just as the next turn sends on it, which fails that request.
+    fresh_connections = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=server.base, timeout=600, limits=fresh_connections) as client:
         before = (await client.get("/health")).json() if name == "codebooga" else {}
         started = time.perf_counter()
         for turn in range(turns):
@@ -167,7 +170,7 @@ def main() -> None:
     if args.llama_server:
         servers["llama-server"] = (
             [str(args.llama_server), "-m", model, "-t", threads, "-tb", threads, "-np", slots,
-             "-c", str(args.slots * args.ctx), "--log-disable", "--host", "127.0.0.1"],
+             "-c", str(args.slots * args.ctx), "--host", "127.0.0.1"],
             "/health",
         )  # fmt: skip
     rounds: dict[str, list[RoundResult]] = {name: [] for name in servers}
