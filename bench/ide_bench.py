@@ -25,12 +25,14 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from bench_client import StreamedAnswer, stream_chat
 from bench_servers import REPO, Launched, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -64,31 +66,11 @@ def user_files(users: int, salt: str) -> list[str]:
     return files
 
 
-async def ask(client: httpx.AsyncClient, messages: list[dict]) -> tuple[float, str, dict]:
-    """Stream one greedy answer; returns (time to first token, text, the final usage/timings record)."""
-    body = {"model": "bench", "messages": messages, "max_tokens": ANSWER_TOKENS, "stream": True,
-            "stream_options": {"include_usage": True}, "temperature": 0, "top_k": 1, "top_p": 1,
-            "repeat_penalty": 1.0, "repetition_penalty": 1.0}  # fmt: skip
-    started = time.perf_counter()
-    first = None
-    text: list[str] = []
-    final: dict = {}
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            for choice in chunk.get("choices", []):
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    first = first if first is not None else time.perf_counter() - started
-                    text.append(content)
-            if chunk.get("usage"):
-                final["usage"] = chunk["usage"]
-            if chunk.get("timings"):
-                final["timings"] = chunk["timings"]
-    return (first if first is not None else time.perf_counter() - started), "".join(text), final
+def ask(client: httpx.AsyncClient, messages: list[dict]) -> Awaitable[StreamedAnswer]:
+    """One greedy, short answer."""
+    body = {"model": "bench", "messages": messages, "max_tokens": ANSWER_TOKENS, "temperature": 0, "top_k": 1,
+            "top_p": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0}  # fmt: skip
+    return stream_chat(client, body)
 
 
 async def one_round(server: Launched, name: str, users: int, turns: int, salt: str) -> RoundResult:
@@ -104,15 +86,13 @@ async def one_round(server: Launched, name: str, users: int, turns: int, salt: s
 
             async def user_turn(user: int) -> None:
                 await asyncio.sleep(0.25 * user)
-                ttft, answer, final = await ask(client, conversations[user])
-                (result.follow_up_ttft if turn else result.first_turn_ttft).append(ttft)
-                usage = final.get("usage", {})
-                result.completion_tokens += usage.get("completion_tokens", 0)
-                result.prompt_tokens += usage.get("prompt_tokens", 0)
-                timings = final.get("timings", {})
-                result.recomputed += timings.get("prompt_n", 0)
-                result.reused += timings.get("cache_n", 0)
-                conversations[user] += [{"role": "assistant", "content": answer},
+                answer = await ask(client, conversations[user])
+                (result.follow_up_ttft if turn else result.first_turn_ttft).append(answer.ttft)
+                result.completion_tokens += answer.completion_tokens
+                result.prompt_tokens += answer.prompt_tokens or 0
+                result.recomputed += answer.timings.get("prompt_n", 0)
+                result.reused += answer.timings.get("cache_n", 0)
+                conversations[user] += [{"role": "assistant", "content": answer.text},
                                         {"role": "user", "content": QUESTIONS[(turn + 1) % len(QUESTIONS)]}]  # fmt: skip
 
             await asyncio.gather(*(user_turn(user) for user in range(users)))

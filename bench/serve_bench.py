@@ -22,12 +22,13 @@ import secrets
 import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from bench_client import StreamedAnswer, stream_chat
 from bench_servers import REPO, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -45,44 +46,11 @@ QUESTIONS = [
 ]
 
 
-@dataclass
-class StreamTiming:
-    ttft: float
-    total: float
-    tokens: int
-
-    @property
-    def decode_rate(self) -> float:
-        return (self.tokens - 1) / (self.total - self.ttft) if self.total > self.ttft else 0.0
-
-
-async def stream_chat(client: httpx.AsyncClient, messages: list[dict], max_tokens: int = ANSWER_TOKENS) -> tuple[StreamTiming, str]:
-    body = {
-        "model": "bench", "messages": messages, "max_tokens": max_tokens, "stream": True,
-        "temperature": 0, "top_p": 1, "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0,
-        "logit_bias": EOG_BAN, "stream_options": {"include_usage": True},
-    }
-    started = time.perf_counter()
-    first = None
-    tokens = 0
-    text = []
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):  # the tokens the server generated, not the chunks it happened to send
-                tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices", []):
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    text.append(content)
-                    if first is None:
-                        first = time.perf_counter() - started
-    if not tokens:
-        raise RuntimeError(f"{client.base_url} sent no usage with its stream")
-    return StreamTiming(first or 0.0, time.perf_counter() - started, tokens), "".join(text)
+def ask(client: httpx.AsyncClient, messages: list[dict], max_tokens: int = ANSWER_TOKENS) -> Awaitable[StreamedAnswer]:
+    """A greedy answer of exactly `max_tokens` tokens (end-of-generation banned)."""
+    body = {"model": "bench", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "top_p": 1,
+            "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0, "logit_bias": EOG_BAN}  # fmt: skip
+    return stream_chat(client, body)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -90,20 +58,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def single_stream(client: httpx.AsyncClient, round_index: int) -> StreamTiming:
-    timing, _ = await stream_chat(client, [{"role": "user", "content": QUESTIONS[round_index % len(QUESTIONS)]}])
-    return timing
+async def single_stream(client: httpx.AsyncClient, round_index: int) -> StreamedAnswer:
+    return await ask(client, [{"role": "user", "content": QUESTIONS[round_index % len(QUESTIONS)]}])
 
 
 async def concurrent_round(client: httpx.AsyncClient, round_index: int) -> tuple[float, float, float]:
     """Eight streams at once: (aggregate tokens/s, p50 and p95 time to first token)."""
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(stream_chat(client, [{"role": "user", "content": f"{q} (round {round_index})"}]) for q in QUESTIONS)
+        *(ask(client, [{"role": "user", "content": f"{q} (round {round_index})"}]) for q in QUESTIONS)
     )
     wall = time.perf_counter() - started
-    ttfts = [timing.ttft for timing, _ in results]
-    return sum(timing.tokens for timing, _ in results) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.95)
+    ttfts = [answer.ttft for answer in results]
+    return sum(answer.completion_tokens for answer in results) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.95)
 
 
 async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
@@ -113,8 +80,8 @@ async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
     clients = {name: httpx.AsyncClient(base_url=base, timeout=600) for name, base in bases.items()}
     try:
         for client in clients.values():
-            await stream_chat(client, [{"role": "user", "content": "warm up"}], 8)
-        singles: dict[str, list[StreamTiming]] = {name: [] for name in names}
+            await ask(client, [{"role": "user", "content": "warm up"}], 8)
+        singles: dict[str, list[StreamedAnswer]] = {name: [] for name in names}
         rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
         for round_index in range(repeats):
             order = names[round_index % len(names):] + names[: round_index % len(names)]
@@ -126,7 +93,8 @@ async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
             name: {
                 "single_tok_s": statistics.median(t.decode_rate for t in singles[name]),
                 "single_ttft_s": statistics.median(t.ttft for t in singles[name]),
-                "single_tokens": singles[name][0].tokens,
+                "single_tokens": singles[name][0].completion_tokens,
+                "tokens_counted_from": singles[name][0].counted_from,
                 "concurrent_tok_s": statistics.median(r[0] for r in rounds[name]),
                 "concurrent_ttft_p50_s": statistics.median(r[1] for r in rounds[name]),
                 "concurrent_ttft_p95_s": statistics.median(r[2] for r in rounds[name]),
@@ -148,11 +116,11 @@ async def measure_follow_up(client: httpx.AsyncClient) -> dict:
     for _ in range(3):
         nonce = secrets.token_hex(4)
         first_turn = [{"role": "system", "content": f"[{nonce}] {system}"}, {"role": "user", "content": QUESTIONS[0]}]
-        _, answer = await stream_chat(client, first_turn, 48)
+        answer = (await ask(client, first_turn, 48)).text
         follow = [*first_turn, {"role": "assistant", "content": answer}, {"role": "user", "content": "Now add type hints."}]
-        warm, _ = await stream_chat(client, follow, 8)
+        warm = await ask(client, follow, 8)
         cold_turn = [{"role": "system", "content": f"[{secrets.token_hex(4)}] {system}"}, *follow[1:]]
-        cold, _ = await stream_chat(client, cold_turn, 8)
+        cold = await ask(client, cold_turn, 8)
         warms.append(warm.ttft)
         colds.append(cold.ttft)
     return {"follow_up_cold_ttft_s": statistics.median(colds), "follow_up_warm_ttft_s": statistics.median(warms)}
