@@ -72,6 +72,11 @@ class ServeSettings:
         8192, whole_number(0), "GGUF only: MiB of host memory for prompt states saved from overwritten slots "
         "(`0` disables)", metavar="MIB",
     )  # fmt: skip
+    cache_dir: str | None = option(
+        None, text, "GGUF only: folder the prompt cache is written to when the server stops and read from when it "
+        "starts, so a restart keeps warm caches (one subfolder per model file and KV layout)", metavar="PATH",
+        shown_default="none",
+    )  # fmt: skip
     cache_type: str = option(
         "fp16", one_of(*EXL2_CACHE_TYPES), "EXL2 only: KV cache precision", metavar="|".join(EXL2_CACHE_TYPES)
     )

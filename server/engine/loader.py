@@ -48,6 +48,7 @@ def _llama_cpp_backend(model_path: Path, settings: ServeSettings) -> Backend:
         max_queue=settings.max_queue,
         queue_timeout=settings.queue_timeout,
         prompt_cache_bytes=settings.cache_ram * 2**20,
+        prompt_cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
     )
 
 

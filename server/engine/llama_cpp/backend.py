@@ -6,7 +6,8 @@ from pathlib import Path
 
 from codebooga.server.engine.errors import InvalidRequest
 from codebooga.server.engine.job_stream import ThreadedJobStream
-from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel, ModelLoadError
+from codebooga.server.engine.llama_cpp.prompt_cache_files import CacheDirError, cache_folder
 from codebooga.server.engine.llama_cpp.sampling import GrammarError, NativeGrammar
 from codebooga.server.engine.llama_cpp.scheduler import Scheduler
 from codebooga.server.engine.types import BackendJob, BackendStats, Grammar, ModelInfo
@@ -21,10 +22,27 @@ class LlamaCppBackend:
         max_queue: int = 64,
         queue_timeout: float = 60.0,
         prompt_cache_bytes: int = 0,
+        prompt_cache_dir: Path | None = None,
     ) -> None:
+        folder = None
+        if prompt_cache_dir is not None and prompt_cache_bytes == 0:
+            raise ModelLoadError("--cache-dir keeps the prompt cache, which --cache-ram 0 turns off")
+        if prompt_cache_dir is not None:
+            layout = (
+                f"ctx {options.n_ctx_per_seq}, K {options.cache_type_k}, V {options.cache_type_v}, "
+                f"flash attention {options.flash_attention}"
+            )
+            try:
+                folder = cache_folder(prompt_cache_dir, path, layout)
+            except CacheDirError as error:
+                raise ModelLoadError(str(error)) from error
         self._model = LlamaCppModel(path, options)
         self._scheduler = Scheduler(
-            self._model, max_queue=max_queue, queue_timeout=queue_timeout, prompt_cache_bytes=prompt_cache_bytes
+            self._model,
+            max_queue=max_queue,
+            queue_timeout=queue_timeout,
+            prompt_cache_bytes=prompt_cache_bytes,
+            prompt_cache_folder=folder,
         )
         model = self._model
         self._info = ModelInfo(

@@ -140,6 +140,10 @@ class PromptCache:
         self._tokens_restored += used_tokens
         return entry
 
+    def entries(self) -> list[CachedPrompt]:
+        """Every entry, least recently used first."""
+        return list(self._entries.values())
+
     def miss(self) -> None:
         self._misses += 1
 

@@ -6,7 +6,8 @@ next token (an argmax for plain greedy requests, else its own native sampler cha
 and leave when done. Slots keep their tokens after a job ends; a new job's slot is chosen by `slot_policy`, and
 its prompt's longest known prefix is loaded rather than recomputed: from the slot itself, copied from another
 slot (a shared system prompt), or restored from the host-memory `PromptCache`, where a slot's state is saved
-before it is overwritten. A job with n choices prefills its prompt once and copies that KV to its other slots.
+before it is overwritten (`--cache-dir` keeps that cache across restarts: written at close, read at start). A
+job with n choices prefills its prompt once and copies that KV to its other slots.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import llama_cpp as llama
 import numpy as np
@@ -23,6 +25,7 @@ from codebooga.server.engine.job_queue import WaitingQueue
 from codebooga.server.engine.job_stream import ThreadedJobStream
 from codebooga.server.engine.llama_cpp.model import LlamaCppModel
 from codebooga.server.engine.llama_cpp.prompt_cache import PromptCache
+from codebooga.server.engine.llama_cpp.prompt_cache_files import read_states, write_states
 from codebooga.server.engine.llama_cpp.sampling import NativeGrammar, TokenPicker, new_token_picker, token_logprobs
 from codebooga.server.engine.llama_cpp.slot_policy import Slot, pick_slot, shared_prefixes, spare_slots
 from codebooga.server.engine.metrics import ThroughputMeter
@@ -82,12 +85,24 @@ class Scheduler(JobLoop[_Job]):
     """Owns the llama.cpp context from its own thread; everything else talks to it through `submit`."""
 
     def __init__(
-        self, model: LlamaCppModel, max_queue: int = 64, queue_timeout: float = 60.0, prompt_cache_bytes: int = 0
+        self,
+        model: LlamaCppModel,
+        max_queue: int = 64,
+        queue_timeout: float = 60.0,
+        prompt_cache_bytes: int = 0,
+        prompt_cache_folder: Path | None = None,
     ) -> None:
         self._model = model
         self._slots = [Slot(seq_id) for seq_id in range(model.n_parallel)]
         self._jobs_started = 0
         self._prompt_cache = PromptCache(prompt_cache_bytes)
+        self._prompt_cache_folder = prompt_cache_folder if self._prompt_cache.enabled else None
+        if self._prompt_cache_folder is not None:
+            for tokens, buffer, size in read_states(self._prompt_cache_folder, prompt_cache_bytes):
+                self._prompt_cache.put(tokens, buffer, size)
+            stats = self._prompt_cache.stats()
+            mib = stats.bytes / 2**20
+            log.info("prompt cache: %d states (%.0f MiB) read from %s", stats.entries, mib, prompt_cache_folder)
         self._batch = llama.llama_batch_init(model.n_batch, 0, 1)
         self.tokens_generated = 0
         self.prompt_tokens_decoded = 0
@@ -126,7 +141,20 @@ class Scheduler(JobLoop[_Job]):
         for job in self._running:
             for sequence in job.sequences:
                 sequence.sampler.free()
+        if self._prompt_cache_folder is not None:
+            self._write_prompt_cache(self._prompt_cache_folder)
         llama.llama_batch_free(self._batch)
+
+    def _write_prompt_cache(self, folder: Path) -> None:
+        """With the decode thread stopped: every slot's prompt joins the cache, and the cache goes to disk."""
+        for slot in self._slots:
+            self._save(slot, keep=0)
+        try:
+            written = write_states(folder, self._prompt_cache.entries())
+        except OSError as error:
+            log.warning("prompt cache: could not write to %s (%s)", folder, error.strerror or error)
+            return
+        log.info("prompt cache: %d states written to %s", written, folder)
 
     # --- the decode thread ---------------------------------------------------------------------------------
 
