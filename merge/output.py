@@ -8,7 +8,6 @@ onto the target only when complete, and removed on any error or Ctrl-C. Config a
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from codebooga.merge.errors import MergeError
+from codebooga.merge.shared.durable import fsync_path
 from codebooga.merge.shared.files import read_json_object
 
 SIDE_FILES = (
@@ -63,8 +63,8 @@ def staged_folder(target: Path) -> Iterator[Path]:
 def _publish(staging: Path, target: Path) -> None:
     """Make the staged files durable, then rename: a crash can lose the output, never half-write it."""
     for path in staging.iterdir():
-        _fsync(path)
-    _fsync(staging)
+        fsync_path(path)
+    fsync_path(staging)
     if target.exists():
         retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
         retired.rmdir()
@@ -73,15 +73,7 @@ def _publish(staging: Path, target: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         staging.rename(target)
-    _fsync(target.parent)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_path(target.parent)
 
 
 def copy_side_files(model1: Path, destination: Path, dtype: str) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codebooga.merge.shared.durable import fsync_path
 from codebooga.server.engine.llama_cpp.prompt_cache import Buffer, CachedPrompt, new_buffer
 
 log = logging.getLogger("codebooga.prompt_cache")
@@ -73,7 +74,7 @@ def write_states(folder: Path, entries: Sequence[CachedPrompt]) -> int:
     for stale in folder.glob(f"*{SUFFIX}"):
         if stale not in written:
             stale.unlink(missing_ok=True)
-    _fsync_folder(folder)
+    fsync_path(folder)
     return len(written)
 
 
@@ -131,11 +132,3 @@ def _read_state(path: Path, tokens: int, size: int) -> tuple[np.ndarray, Buffer,
 def _discard(path: Path, error: Exception) -> None:
     log.warning("prompt cache: skipping %s (%s)", path, error)
     path.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
