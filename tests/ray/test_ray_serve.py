@@ -61,6 +61,14 @@ def _replica_count() -> int:
     return deployment.replica_states.get("RUNNING", 0)
 
 
+def _replica_count_once_it_is(expected: int, seconds: float = 60.0) -> int:
+    """The running replica count, polled until it is `expected` or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while (count := _replica_count()) != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return count
+
+
 async def _ask(client: openai.AsyncOpenAI, max_tokens: int) -> tuple[str, str]:
     """One greedy chat; the answer and the replica that gave it (codebooga's Ray app names it in a header)."""
     raw = await client.chat.completions.with_raw_response.create(
@@ -125,10 +133,7 @@ def test_autoscaling_on_ongoing_requests_goes_one_two_one(serve_url: str) -> Non
     started = time.perf_counter()
     asyncio.run(load_then_watch())
     assert max(seen) == 2, seen
-    deadline = time.monotonic() + 60
-    while _replica_count() != 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _replica_count() == 1
+    assert _replica_count_once_it_is(1) == 1
     print(f"1→2→1 in {time.perf_counter() - started:.1f} s (replica counts every 0.5 s under load: {seen})")
     serve.delete("codebooga")
 
@@ -175,9 +180,6 @@ def test_killing_a_replica_loses_no_request_that_had_not_started_and_serve_repla
     # only streams the dead replica was sending may be cut; everything else, the two waiting requests included
     assert all(index in started_before_kill and streaming[index] in killed for index in lost), (lost, streaming)
     assert all(finished[index] for index in range(6) if index not in started_before_kill)
-    deadline = time.monotonic() + 60
-    while _replica_count() != 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _replica_count() == 2
+    assert _replica_count_once_it_is(2) == 2
     print(f"streams cut by the kill: {len(lost)} (all on the killed replica); the 2 waiting requests completed")
     serve.delete("codebooga")
