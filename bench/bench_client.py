@@ -1,4 +1,5 @@
-"""One streamed chat completion as the benchmarks in this folder measure it, against any OpenAI-compatible server."""
+"""One streamed answer (chat or plain completion) as the benchmarks in this folder measure it, against any
+OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ class StreamedAnswer:
         return (self.completion_tokens - 1) / (self.total - self.ttft) if self.total > self.ttft else 0.0
 
 
-async def stream_chat(client: httpx.AsyncClient, body: dict) -> StreamedAnswer:
-    """POST `body` to /v1/chat/completions as a stream, asking for `usage` at its end."""
+async def stream_answer(client: httpx.AsyncClient, route: str, body: dict) -> StreamedAnswer:
+    """POST `body` to `route` (/v1/chat/completions or /v1/completions) as a stream, asking for `usage` at its
+    end; text is a chat chunk's `delta.content` or a completion chunk's `text`."""
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     first = None
@@ -41,7 +43,7 @@ async def stream_chat(client: httpx.AsyncClient, body: dict) -> StreamedAnswer:
     chunks = 0
     usage: dict = {}
     timings: dict = {}
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+    async with client.stream("POST", route, json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -50,7 +52,7 @@ async def stream_chat(client: httpx.AsyncClient, body: dict) -> StreamedAnswer:
             usage = chunk.get("usage") or usage
             timings = chunk.get("timings") or timings
             for choice in chunk.get("choices", []):
-                content = (choice.get("delta") or {}).get("content")
+                content = choice.get("text") or (choice.get("delta") or {}).get("content")
                 if content:
                     first = first if first is not None else time.perf_counter() - started
                     text.append(content)

@@ -35,6 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from bench_client import stream_answer  # noqa: E402
 from server_process import RunningServer, running_server  # noqa: E402
 
 CLI = [sys.executable, "-m", "codebooga.server"]
@@ -123,25 +124,12 @@ class GpuMemory:
 
 async def stream_completion(client: httpx.AsyncClient, prompt: str, eos: int) -> dict[str, float]:
     """One streamed greedy completion: time to first token, decode tokens/s and tokens, from `usage`."""
-    body = {"model": "bench", "prompt": prompt, "max_tokens": ANSWER_TOKENS, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}, "logit_bias": {str(eos): -100}}  # fmt: skip
-    started = time.perf_counter()
-    first = None
-    usage = None
-    async with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if first is None and any(choice.get("text") for choice in chunk.get("choices", [])):
-                first = time.perf_counter() - started
-            usage = chunk.get("usage") or usage
-    total = time.perf_counter() - started
-    tokens = usage["completion_tokens"]
-    if first is None or tokens != ANSWER_TOKENS:
-        raise RuntimeError(f"expected {ANSWER_TOKENS} streamed tokens, usage says {tokens}")
-    return {"ttft_s": first, "tokens": tokens, "decode_tok_s": (tokens - 1) / (total - first)}
+    body = {"model": "bench", "prompt": prompt, "max_tokens": ANSWER_TOKENS, "temperature": 0,
+            "logit_bias": {str(eos): -100}}  # fmt: skip
+    answer = await stream_answer(client, "/v1/completions", body)
+    if not answer.text or answer.counted_from != "usage" or answer.completion_tokens != ANSWER_TOKENS:
+        raise RuntimeError(f"expected {ANSWER_TOKENS} streamed tokens, usage says {answer.completion_tokens}")
+    return {"ttft_s": answer.ttft, "tokens": answer.completion_tokens, "decode_tok_s": answer.decode_rate}
 
 
 async def concurrent_round(client: httpx.AsyncClient, round_index: int, eos: int) -> dict[str, float]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench_client import StreamedAnswer, stream_chat
+from bench_client import StreamedAnswer, stream_answer
 from bench_servers import REPO, Launched, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -70,7 +70,7 @@ def ask(client: httpx.AsyncClient, messages: list[dict]) -> Awaitable[StreamedAn
     """One greedy, short answer."""
     body = {"model": "bench", "messages": messages, "max_tokens": ANSWER_TOKENS, "temperature": 0, "top_k": 1,
             "top_p": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0}  # fmt: skip
-    return stream_chat(client, body)
+    return stream_answer(client, "/v1/chat/completions", body)
 
 
 async def one_round(server: Launched, name: str, users: int, turns: int, salt: str) -> RoundResult:

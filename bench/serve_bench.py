@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench_client import StreamedAnswer, stream_chat
+from bench_client import StreamedAnswer, stream_answer
 from bench_servers import REPO, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -50,7 +50,7 @@ def ask(client: httpx.AsyncClient, messages: list[dict], max_tokens: int = ANSWE
     """A greedy answer of exactly `max_tokens` tokens (end-of-generation banned)."""
     body = {"model": "bench", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "top_p": 1,
             "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0, "logit_bias": EOG_BAN}  # fmt: skip
-    return stream_chat(client, body)
+    return stream_answer(client, "/v1/chat/completions", body)
 
 
 def percentile(values: list[float], fraction: float) -> float:
