@@ -107,8 +107,7 @@ class PromptCache:
         self._entries[self._next_key] = CachedPrompt(tokens.copy(), buffer, size)
         self._next_key += 1
         self._bytes += len(buffer)
-        while self._bytes + self._spare_bytes > self.budget_bytes and self._spares:
-            self._spares.pop(0)
+        self._trim_spares()
         while self._bytes > self.budget_bytes:
             self._remove(next(iter(self._entries)))
             self._evictions += 1
@@ -116,7 +115,13 @@ class PromptCache:
     def recycle(self, buffer: Buffer) -> None:
         """Keep a buffer no entry uses any more for a later save, within `SPARE_BUFFERS` and the budget."""
         self._spares.append(buffer)
-        while len(self._spares) > SPARE_BUFFERS or self._bytes + self._spare_bytes > self.budget_bytes:
+        self._trim_spares()
+
+    def _trim_spares(self) -> None:
+        """Oldest spares go first, until they are within `SPARE_BUFFERS` and, with the entries, the budget."""
+        while self._spares and (
+            len(self._spares) > SPARE_BUFFERS or self._bytes + self._spare_bytes > self.budget_bytes
+        ):
             self._spares.pop(0)
 
     @property
