@@ -59,6 +59,8 @@ class WaitingQueue(Generic[JobT]):
 
     def prune(self) -> None:
         """Drop cancelled jobs and fail expired ones (the caller holds `condition`)."""
+        if not self.jobs:  # the decode loop asks at every step
+            return
         now = time.monotonic()
         kept: deque[JobT] = deque()
         for job in self.jobs:

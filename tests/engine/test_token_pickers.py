@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import llama_cpp as llama
+import numpy as np
 import pytest
 
 from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
@@ -72,6 +73,21 @@ def test_argmax_applies_logit_bias_like_llama_cpp(decoded: Decoded) -> None:
         assert fast == native == 7
     for (fast, native), was in zip(pick_both(decoded, SamplingParams(temperature=0.0, logit_bias=banned)), unbiased):
         assert fast == native != was
+
+
+def test_bans_leave_the_logits_as_llama_cpp_wrote_them(decoded: Decoded) -> None:
+    """Bans away from the best token keep it (the argmax alone decides); bans on it move the pick. Either way
+    the row is as it was: biases go on in place and come off again."""
+    logits = decoded.model.output_logits(len(PROMPTS))
+    before = logits.copy()
+    unbiased = [fast for fast, _ in pick_both(decoded, SamplingParams(temperature=0.0))]
+    elsewhere = tuple((token, -100.0) for token in range(300) if token not in unbiased)
+    for (fast, native), was in zip(pick_both(decoded, SamplingParams(temperature=0.0, logit_bias=elsewhere)), unbiased):
+        assert fast == native == was
+    on_best = tuple((token, -100.0) for token in unbiased)
+    for (fast, native), was in zip(pick_both(decoded, SamplingParams(temperature=0.0, logit_bias=on_best)), unbiased):
+        assert fast == native != was
+    assert np.array_equal(logits, before)
 
 
 def test_the_fast_path_is_only_taken_when_it_is_exact() -> None:

@@ -130,6 +130,8 @@ class LlamaCppModel:
         self.kv_bytes_per_sequence = self._kv_bytes_per_sequence(options)
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
+        self._logits_address = 0
+        self._logits_views: dict[int, np.ndarray] = {}
         self._end_of_generation: dict[int, bool] = {}
 
     def _kv_bytes_per_sequence(self, options: ContextOptions) -> int:
@@ -145,8 +147,23 @@ class LlamaCppModel:
 
     def output_logits(self, n_outputs: int) -> np.ndarray:
         """The last decode's logits, one row per token that asked for them, in batch order. A view into
-        llama.cpp's buffer: valid until the next decode."""
-        return np.ctypeslib.as_array(llama.llama_get_logits(self.context), shape=(n_outputs, self.n_vocab))
+        llama.cpp's buffer: valid until the next decode.
+
+        Views are kept per buffer address and row count: llama.cpp reuses its logits buffer from decode to
+        decode, and building a numpy view over a ctypes pointer took ~60 µs of each token's serial time (the
+        decode has just pushed Python's objects out of the CPU caches); the address is read every time, so a
+        reallocated buffer gets new views."""
+        if n_outputs == 0:  # a step of prompt chunks only: nothing to sample, and maybe no buffer yet
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        address = ctypes.addressof(llama.llama_get_logits(self.context).contents)
+        if address != self._logits_address:
+            self._logits_address = address
+            self._logits_views = {}
+        view = self._logits_views.get(n_outputs)
+        if view is None:
+            rows = (ctypes.c_float * (n_outputs * self.n_vocab)).from_address(address)
+            view = self._logits_views[n_outputs] = np.ctypeslib.as_array(rows).reshape(n_outputs, self.n_vocab)
+        return view
 
     def tokenize(self, text: str, *, add_special: bool) -> list[int]:
         data = text.encode("utf-8")

@@ -70,21 +70,34 @@ class ArgmaxPicker:
     """Greedy decoding without penalties: the first highest logit after `logit_bias`, as llama.cpp's greedy
     sampler picks it. llama.cpp's `llama_sampler_sample` first copies all n_vocab logits into a candidate array
     (about 90 µs a token for a 49k vocabulary on this machine); an argmax over the logits row takes about 10,
-    and the decode step waits for every sequence's pick before it can run again."""
+    and the decode step waits for every sequence's pick before it can run again.
+
+    Biases that only lower tokens (bans, the usual kind) cannot change a best token they do not touch, so the
+    plain argmax stands unless it is a biased token. Otherwise biases are added to the row in place and taken
+    off again, rather than to a copy of the row (another ~40 µs a token)."""
 
     def __init__(self, logit_bias: tuple[tuple[int, float], ...]) -> None:
         self._bias_tokens = np.array([token for token, _ in logit_bias], dtype=np.intp)
         # llama.cpp stores biases as float32 and adds in float32; so must we, to pick the same token.
         self._bias_values = np.array([bias for _, bias in logit_bias], dtype=np.float32)
+        self._lowered_only = frozenset(token for token, _ in logit_bias) if all(b <= 0 for _, b in logit_bias) else None
 
     def accept(self, token_id: int) -> None:
         """Nothing to remember: without penalties the history does not matter."""
 
     def pick(self, context: llama.llama_context_p, batch_index: int, logits: np.ndarray) -> int:
-        if self._bias_tokens.size:
-            logits = logits.copy()
-            np.add.at(logits, self._bias_tokens, self._bias_values)
-        return int(logits.argmax())
+        if not self._bias_tokens.size:
+            return int(logits.argmax())
+        if self._lowered_only is not None:
+            best = int(logits.argmax())
+            if best not in self._lowered_only:
+                return best
+        unbiased = logits[self._bias_tokens]  # a copy (fancy indexing); the tokens are distinct (a mapping's keys)
+        logits[self._bias_tokens] = unbiased + self._bias_values
+        try:
+            return int(logits.argmax())
+        finally:
+            logits[self._bias_tokens] = unbiased
 
     def free(self) -> None:
         """Holds no native resources."""
