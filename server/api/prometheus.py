@@ -10,7 +10,7 @@ from codebooga.server.engine.types import BackendStats
 
 def _histogram(name: str, help_text: str, histogram: Histogram) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-    for bound, count in zip(histogram.buckets, histogram.counts):
+    for bound, count in zip(histogram.buckets, histogram.cumulative_counts()):
         lines.append(f'{name}_bucket{{le="{bound:g}"}} {count}')
     lines += [f'{name}_bucket{{le="+Inf"}} {histogram.count}', f"{name}_sum {histogram.total:.6f}", f"{name}_count {histogram.count}"]
     return lines

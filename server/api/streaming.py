@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TypeVar
 
 import anyio
@@ -176,7 +177,8 @@ class TextChunks:
     chunk's Pydantic model once, with a marker for the text, then filled in per token. Building and serializing
     the same chunk model again was ~40% of the event loop's work per streamed token, and on a machine with as
     many cores as decode threads that CPU comes out of the decode. JSON escaping is Pydantic's (serde_json's):
-    quotes, backslashes and control characters, UTF-8 left as is, which `json.dumps(ensure_ascii=False)` matches."""
+    quotes, backslashes and control characters, UTF-8 left as is, which `json.dumps(ensure_ascii=False)` matches;
+    its string encoder is called directly (`json.dumps` with options builds a new encoder at every call)."""
 
     _MARKER = "codebooga-chunk-text-5c1e"
 
@@ -191,4 +193,4 @@ class TextChunks:
         if self._parts is None:
             return self._render(text)
         before, after = self._parts
-        return before + json.dumps(text, ensure_ascii=False) + after
+        return before + encode_basestring(text) + after

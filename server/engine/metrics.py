@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -13,21 +14,26 @@ TOKEN_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 
 @dataclass
 class Histogram:
-    """A cumulative histogram in Prometheus' sense: `counts[i]` observations fell at or below `buckets[i]`."""
+    """A histogram in Prometheus' sense: `cumulative_counts()[i]` observations fell at or below `buckets[i]`.
+
+    Observed once per streamed token, so an observation counts in its own bucket only; the running sums are
+    made when the histogram is read."""
 
     buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
+    _in_bucket: list[int] = field(default_factory=list, init=False, repr=False)
     total: float = 0.0
     count: int = 0
 
     def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
+        self._in_bucket = [0] * (len(self.buckets) + 1)  # the last: above every bound
 
     def observe(self, value: float) -> None:
-        for index in range(bisect.bisect_left(self.buckets, value), len(self.buckets)):
-            self.counts[index] += 1
+        self._in_bucket[bisect.bisect_left(self.buckets, value)] += 1
         self.total += value
         self.count += 1
+
+    def cumulative_counts(self) -> list[int]:
+        return list(itertools.accumulate(self._in_bucket[:-1]))
 
 
 @dataclass

@@ -24,6 +24,8 @@ class StopStringHoldback:
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add text; return (text safe to release, whether a stop string was hit). After a hit, stop feeding."""
+        if not self._stops:  # every streamed token passes here
+            return text, False
         buffer = self._held + text
         hits = [index for index in (buffer.find(stop) for stop in self._stops) if index >= 0]
         if hits:
