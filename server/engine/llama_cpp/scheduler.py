@@ -282,17 +282,12 @@ class Scheduler(JobLoop[_Job]):
             sequence.slot.tokens.append(token)
             count += 1
 
-        # Decode tokens go in KV-stream order: llama.cpp splits a batch whose streams are out of order into
-        # several ubatches (one graph run each), which made 8 streams up to 35% slower.
-        generating = sorted(
-            (
-                (job, sequence)
-                for job in self._running
-                for sequence in job.sequences
-                if not sequence.ended and sequence.next_token is not None
-            ),
-            key=lambda pair: pair[1].slot.seq_id,
-        )
+        generating = [
+            (job, sequence)
+            for job in self._running
+            for sequence in job.sequences
+            if not sequence.ended and sequence.next_token is not None
+        ]
         prefilling = [job for job in self._running if not job.sequences[0].ended and job.sequences[0].prompt_todo]
         # A step that ends a prompt (prompts go in order, so only the first can end) carries prompt tokens only:
         # the new job's first token then waits for its own prompt, not also for every other stream's next token
@@ -300,20 +295,30 @@ class Scheduler(JobLoop[_Job]):
         # have shared with the prompt anyway. A long prompt's earlier chunks share their steps with the decode
         # tokens, so no stream freezes behind it; each job's prompt holds the streams back once, at its end.
         prompt_ends = bool(prefilling) and len(prefilling[0].sequences[0].prompt_todo) <= self._model.n_batch
+        # Each sequence's tokens for this step: (job, sequence, tokens, whether its last token is sampled from).
+        segments: list[tuple[_Job, _Sequence, list[int], bool]] = []
         if not prompt_ends:
             for job, sequence in generating:
-                add(sequence.next_token, job, sequence, True)
+                segments.append((job, sequence, [sequence.next_token], True))
                 sequence.next_token = None
+        budget = self._model.n_batch - len(segments)
         for job in prefilling:
-            primary = job.sequences[0]
-            budget = self._model.n_batch - count
             if budget <= 0:
                 break
+            primary = job.sequences[0]
             chunk, primary.prompt_todo = primary.prompt_todo[:budget], primary.prompt_todo[budget:]
-            last = len(chunk) - 1
-            for position, token in enumerate(chunk):
-                add(token, job, primary, position == last and not primary.prompt_todo)
+            segments.append((job, primary, chunk, not primary.prompt_todo))
+            budget -= len(chunk)
             self.prompt_tokens_decoded += len(chunk)
+        # Segments go in KV-stream (sequence id) order. With a KV stream per sequence, llama.cpp splits a batch
+        # into ubatches of sequences with consecutive ids, one graph run each: decode tokens out of order made 8
+        # streams up to 35% slower, and a prompt chunk placed after the decode tokens split them once more
+        # wherever its sequence sat between two generating ones.
+        segments.sort(key=lambda segment: segment[1].slot.seq_id)
+        for job, sequence, tokens, sampled in segments:
+            last = len(tokens) - 1
+            for position, token in enumerate(tokens):
+                add(token, job, sequence, sampled and position == last)
         if count == 0:
             self._flush_outboxes()
             return
