@@ -1,5 +1,5 @@
 """One streamed answer (chat or plain completion) as the benchmarks in this folder measure it, against any
-OpenAI-compatible server."""
+OpenAI-compatible server, and the percentile they summarize its times with."""
 
 from __future__ import annotations
 
@@ -62,3 +62,9 @@ async def stream_answer(client: httpx.AsyncClient, route: str, body: dict) -> St
     if usage:
         return StreamedAnswer(ttft, total, usage["completion_tokens"], usage["prompt_tokens"], "usage", "".join(text), timings)
     return StreamedAnswer(ttft, total, chunks, None, "chunks", "".join(text), timings)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (`fraction` 0.5 for p50): a value that was measured, never interpolated."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench_client import StreamedAnswer, stream_answer
+from bench_client import StreamedAnswer, percentile, stream_answer
 from bench_servers import REPO, Launched, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -102,11 +102,6 @@ async def one_round(server: Launched, name: str, users: int, turns: int, salt: s
             result.recomputed = after["prompt_tokens_decoded"] - before["prompt_tokens_decoded"]
             result.reused = after["prompt_tokens_reused"] - before["prompt_tokens_reused"]
     return result
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def summary(rounds: list[RoundResult], peak_rss_mib: float) -> dict:

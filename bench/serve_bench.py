@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench_client import StreamedAnswer, stream_answer
+from bench_client import StreamedAnswer, percentile, stream_answer
 from bench_servers import REPO, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
@@ -51,11 +51,6 @@ def ask(client: httpx.AsyncClient, messages: list[dict], max_tokens: int = ANSWE
     body = {"model": "bench", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "top_p": 1,
             "top_k": 1, "repeat_penalty": 1.0, "repetition_penalty": 1.0, "logit_bias": EOG_BAN}  # fmt: skip
     return stream_answer(client, "/v1/chat/completions", body)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def single_stream(client: httpx.AsyncClient, round_index: int) -> StreamedAnswer:
