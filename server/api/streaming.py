@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -184,7 +183,7 @@ class TextChunks:
 
     def __init__(self, render: Callable[[str], str]) -> None:
         self._render = render
-        quoted = json.dumps(self._MARKER)
+        quoted = encode_basestring(self._MARKER)
         sample = render(self._MARKER)
         # a marker also found elsewhere (a model named after it) leaves every chunk to the model
         self._parts = sample.split(quoted) if sample.count(quoted) == 1 else None
