@@ -25,9 +25,9 @@ class LlamaCppBackend:
         prompt_cache_dir: Path | None = None,
     ) -> None:
         folder = None
-        if prompt_cache_dir is not None and prompt_cache_bytes == 0:
-            raise ModelLoadError("--cache-dir keeps the prompt cache, which --cache-ram 0 turns off")
         if prompt_cache_dir is not None:
+            if prompt_cache_bytes == 0:
+                raise ModelLoadError("--cache-dir keeps the prompt cache, which --cache-ram 0 turns off")
             layout = (
                 f"ctx {options.n_ctx_per_seq}, K {options.cache_type_k}, V {options.cache_type_v}, "
                 f"flash attention {options.flash_attention}"
