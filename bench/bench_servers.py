@@ -14,6 +14,12 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 
+SETTLE_SECONDS = 1.0
+"""The pause before each measurement, so that no server is measured while the previous one winds down. A
+llama.cpp built without OpenMP keeps its pool threads polling after the last token: llama-server built so used
+0.165 CPU-seconds in the 1.5 s after a stream (0.01 for the OpenMP build both servers use by default), and on a
+small machine that CPU would come out of whichever server is measured next."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from bench_client import StreamedAnswer, percentile, stream_answer
-from bench_servers import REPO, Launched, free_port, launched
+from bench_servers import REPO, SETTLE_SECONDS, Launched, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
 STDLIB = Path(os.__file__).parent
@@ -157,6 +157,7 @@ def main() -> None:
         for index in range(args.rounds):
             order = list(running) if index % 2 == 0 else list(reversed(running))
             for name in order:
+                time.sleep(SETTLE_SECONDS)
                 result = asyncio.run(one_round(running[name], name, args.users, args.turns, f"round {index}"))
                 rounds[name].append(result)
                 print(f"round {index} {name}: follow-up TTFT p50 {percentile(result.follow_up_ttft, 0.5):.2f} s, "

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench_client import StreamedAnswer, percentile, stream_answer
-from bench_servers import REPO, free_port, launched
+from bench_servers import REPO, SETTLE_SECONDS, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
 
 ANSWER_TOKENS = 96
@@ -70,7 +70,8 @@ async def concurrent_round(client: httpx.AsyncClient, round_index: int) -> tuple
 
 async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
     """Rounds alternate between the servers (rotating who goes first), so a noisy spell on this shared machine
-    hits every server alike instead of skewing one server's numbers."""
+    hits every server alike instead of skewing one server's numbers; each measurement starts after a pause in
+    which the previous server's threads go quiet."""
     names = list(bases)
     clients = {name: httpx.AsyncClient(base_url=base, timeout=600) for name, base in bases.items()}
     try:
@@ -81,8 +82,10 @@ async def measure(bases: dict[str, str], repeats: int) -> dict[str, dict]:
         for round_index in range(repeats):
             order = names[round_index % len(names):] + names[: round_index % len(names)]
             for name in order:
+                await asyncio.sleep(SETTLE_SECONDS)
                 singles[name].append(await single_stream(clients[name], round_index))
             for name in order:
+                await asyncio.sleep(SETTLE_SECONDS)
                 rounds[name].append(await concurrent_round(clients[name], round_index))
         report = {
             name: {
