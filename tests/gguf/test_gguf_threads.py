@@ -6,23 +6,13 @@ repacked weights only, docs/serving.md#llamacpp-threads)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import llama_cpp as llama
-import pytest
 
 from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
 
 PROMPT = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n"
-
-
-@pytest.fixture(scope="module")
-def q4_k_m_model(make_recipe: Callable[[str], Path]) -> Path:
-    from codebooga.merge.build import build
-
-    (model,) = build(make_recipe("ThreadedBooga-v0.1"), ["Q4_K_M"], threads=2, progress=False).outputs
-    return model
 
 
 def _greedy(model: LlamaCppModel, count: int) -> list[int]:
@@ -56,8 +46,7 @@ def _decode_with(path: Path, n_threads: int) -> list[int]:
         model.close()
 
 
-def test_two_threads_decode_the_same_greedy_tokens_as_one(q4_k_m_model: Path) -> None:
-    one_thread = _decode_with(q4_k_m_model, 1)
+def test_two_threads_decode_the_same_greedy_tokens_as_one(q4km_gguf: Path) -> None:
+    one_thread = _decode_with(q4km_gguf, 1)
     assert len(set(one_thread)) > 1  # a real continuation, not one token repeated from empty logits
-    assert _decode_with(q4_k_m_model, 2) == one_thread
-
+    assert _decode_with(q4km_gguf, 2) == one_thread
