@@ -71,10 +71,18 @@ def test_stop_cancels_the_answer_and_frees_the_slot(watched: Watched, ui_server:
     while httpx.get(f"{ui_server.base_url}/health").json()["slots_busy"] != 0:
         assert time.monotonic() < deadline, "the slot was still busy 10 s after Stop"
         time.sleep(0.1)
-    # What came before Stop stays rendered. Not its inner text: a partial answer such as "1.\n2." renders as an
-    # ordered list whose numbers are list markers, and its inner text is empty.
-    expect(page.locator(".message.assistant")).not_to_be_empty()
+    # What came before Stop stays rendered, as elements: a partial answer such as "1." renders as an ordered list
+    # whose numbers are list markers, so its text may be empty.
+    expect(page.locator(".message.assistant > *").first).to_be_attached()
     expect(page.locator("#error")).to_be_hidden()
+    # ... and stays in the conversation: the next question carries it.
+    with page.expect_request("**/v1/chat/completions") as sent:
+        ask(page, "Go on.", 4)
+    messages = sent.value.post_data_json["messages"]
+    assert [message["role"] for message in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"].strip(), messages
+    expect(page.locator("#send")).to_be_enabled()
+    assert watched.errors == []
 
 
 def test_the_chosen_preset_and_sampling_fields_reach_the_request(watched: Watched) -> None:
