@@ -1,6 +1,7 @@
 """The queue of jobs waiting for sequences, shared by a backend's request side and its compute thread.
 
-Bounded (`max_waiting`; beyond it `submit` raises `Overloaded`), strictly first in, first out, and pruned
+Bounded (`max_waiting`; beyond it `submit` raises `Overloaded`), kept in arrival order (which job starts next is
+the backend's choice: exllamav2 takes the oldest, llama.cpp the least prompt work, `llama_cpp/admission`), pruned
 before each admission of jobs whose client went away and of jobs that waited longer than `timeout` (those get
 `Overloaded` through their stream, so the client still sees a 503 rather than silence).
 """

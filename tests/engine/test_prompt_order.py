@@ -1,7 +1,9 @@
-"""Which prompt a step decodes: the shortest remaining one first, and never two prompts' ends in one step.
+"""Which prompt goes first: the waiting request with the least prompt work gets the next free slot, a step decodes
+the shortest remaining prompt first, and never two prompts' ends in one step.
 
 An IDE's follow-up has a few dozen tokens left once its conversation is restored; it must not wait behind another
-user's whole file, nor share its last step with another prompt (each prompt's first token would wait for both).
+user's whole file, for a slot or within a step, nor share its last step with another prompt (each prompt's first
+token would wait for both).
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ N_BATCH = 64
 @pytest.fixture()
 def model() -> Iterator[LlamaCppModel]:
     options = ContextOptions(n_ctx_per_seq=512, n_parallel=3, n_threads=2, n_batch=N_BATCH)
+    loaded = LlamaCppModel(embedded_model_path(), options)
+    try:
+        yield loaded
+    finally:
+        loaded.close()
+
+
+@pytest.fixture()
+def one_slot_model() -> Iterator[LlamaCppModel]:
+    options = ContextOptions(n_ctx_per_seq=512, n_parallel=1, n_threads=2, n_batch=N_BATCH)
     loaded = LlamaCppModel(embedded_model_path(), options)
     try:
         yield loaded
@@ -60,6 +72,40 @@ async def sampled_count(stream: ThreadedJobStream) -> int:
 def prompt_ends(batch: list[tuple[int, bool]]) -> set[int]:
     """The sequences whose prompt ends in `batch`: several tokens of theirs, the last one sampled from."""
     return {seq_id for seq_id, wants_logits in batch if wants_logits and sum(s == seq_id for s, _ in batch) > 1}
+
+
+def test_a_waiting_follow_up_takes_the_free_slot_before_an_earlier_request_with_more_to_decode(
+    one_slot_model: LlamaCppModel,
+) -> None:
+    model = one_slot_model
+    conversation = "Explain this file. " + " ".join(f"x{index} = {index}" for index in range(40))
+    follow_up = f"{conversation} Now, what is x7?"
+    other = " ".join(f"item {index}," for index in range(25))  # shorter than the follow-up, none of it cached
+    assert len(model.tokenize(other, add_special=True)) < len(model.tokenize(follow_up, add_special=True)) / 2
+    finished: list[str] = []
+
+    async def run() -> None:
+        scheduler = Scheduler(model, prompt_cache_bytes=64 * 2**20)
+        try:
+
+            async def answer(job: BackendJob) -> None:
+                assert await sampled_count(scheduler.submit(job)) == job.max_new_tokens
+                finished.append(job.request_id)
+
+            await answer(greedy_job(model, "first turn", conversation, 2))  # its state stays in the slot
+            holding = asyncio.create_task(answer(greedy_job(model, "holding the slot", "Count to ten.", 40)))
+            while not scheduler.stats().slots_busy:
+                await asyncio.sleep(0.005)
+            waiting = [
+                answer(greedy_job(model, "other", other, 2)),  # arrives first
+                answer(greedy_job(model, "follow-up", follow_up, 2)),  # longer, but its conversation is cached
+            ]
+            await asyncio.gather(holding, *waiting)
+        finally:
+            scheduler.close()
+
+    asyncio.run(run())
+    assert finished == ["first turn", "holding the slot", "follow-up", "other"]
 
 
 def test_a_short_prompt_admitted_after_a_long_one_is_answered_first(

@@ -3,11 +3,12 @@
 Each step carries one decode token for every sequence that is generating plus a chunk of prompt tokens for
 sequences still prefilling (so a long prompt never freezes the streams around it), then picks each sequence's
 next token (an argmax for plain greedy requests, else its own native sampler chain). Jobs join at the next step
-and leave when done. Slots keep their tokens after a job ends; a new job's slot is chosen by `slot_policy`, and
-its prompt's longest known prefix is loaded rather than recomputed: from the slot itself, copied from another
-slot (a shared system prompt), or restored from the host-memory `PromptCache`, where a slot's state is saved
-before it is overwritten (`--cache-dir` keeps that cache across restarts: written at close, read at start). A
-job with n choices prefills its prompt once and copies that KV to its other slots.
+and leave when done; a waiting job starts when a slot frees, least prompt work first (`admission`). Slots keep
+their tokens after a job ends; a new job's slot is chosen by `slot_policy`, and its prompt's longest known
+prefix is loaded rather than recomputed: from the slot itself, copied from another slot (a shared system
+prompt), or restored from the host-memory `PromptCache`, where a slot's state is saved before it is overwritten
+(`--cache-dir` keeps that cache across restarts: written at close, read at start). A job with n choices
+prefills its prompt once and copies that KV to its other slots.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from codebooga.server.engine.job_loop import JobLoop
 from codebooga.server.engine.job_queue import WaitingQueue
 from codebooga.server.engine.job_stream import ThreadedJobStream
+from codebooga.server.engine.llama_cpp.admission import count_overtaking, next_to_start
 from codebooga.server.engine.llama_cpp.model import LlamaCppModel
 from codebooga.server.engine.llama_cpp.prompt_cache import PromptCache
 from codebooga.server.engine.llama_cpp.prompt_cache_files import read_states, write_states
@@ -61,10 +63,18 @@ class _Job:
     stream: ThreadedJobStream
     sequences: list[_Sequence]
     outbox: list[object] = field(default_factory=list)
+    overtaken: int = 0
+    """While waiting: how many later jobs started before it (`admission`)."""
+    prompt_work: int | None = None
+    """While waiting: prompt tokens it would decode, found the first time a slot was idle for it."""
 
     @property
     def spec(self) -> BackendJob:
         return self.stream.spec
+
+    @property
+    def choices(self) -> int:
+        return self.spec.n
 
     @property
     def ended(self) -> bool:
@@ -159,18 +169,35 @@ class Scheduler(JobLoop[_Job]):
     # --- the decode thread ---------------------------------------------------------------------------------
 
     def _admit(self) -> None:
-        """Start waiting jobs, oldest first, while enough slots are idle (caller holds the queue's lock).
-        Strict FIFO: a big-n job at the head is never overtaken and starved."""
+        """Start waiting jobs while slots are idle, least prompt work first within `admission`'s bound on
+        overtaking (caller holds the queue's lock)."""
         self._queue.prune()
         waiting = self._queue.jobs
         while waiting:
             idle = [slot for slot in self._slots if not slot.busy]
-            if len(idle) < waiting[0].spec.n:
+            if not idle:
                 return
-            job = waiting.popleft()
+            job = next_to_start(waiting, len(idle), self._prompt_work)
+            if job is None:
+                return
+            count_overtaking(waiting, job)
+            waiting.remove(job)
             self._start(job, idle)
             self._running.append(job)
             job.stream.mark_started()
+
+    def _prompt_work(self, job: _Job) -> int:
+        """Prompt tokens `job` would decode if it started now: its prompt less the longest prefix a slot or the
+        prompt cache holds. Found once per job (the cache may change while it waits; the order only needs an
+        estimate, and `_start` finds the prefix afresh)."""
+        if job.prompt_work is None:
+            prompt = job.spec.prompt_tokens
+            known = max(shared_prefixes(self._slots, prompt).values(), default=0)
+            if self._prompt_cache.enabled:
+                _, cached = self._prompt_cache.longest_prefix(np.asarray(prompt, dtype=np.int32))
+                known = max(known, cached)
+            job.prompt_work = len(prompt) - known
+        return job.prompt_work
 
     def _start(self, job: _Job, idle: list[Slot]) -> None:
         spec = job.spec
