@@ -7,12 +7,12 @@ its request, 0.25 s apart, all in flight together), answers are greedy and short
 threads and slots, and are measured in alternating rounds; each round salts the files so no round profits from
 the previous one's caches.
 
-Reported per server (medians over rounds): follow-up time to first token p50/p95 (turns after the first), first
-turn p50, prompt tokens recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt_n` and
-`timings.cache_n` of each response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go
-to bench/results/ide.json.
+Reported per server (medians over rounds), and as ratios of the two (also per pair of rounds run side by side,
+with their median): follow-up time to first token p50/p95 (turns after the first), first turn p50, prompt tokens
+recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt_n` and `timings.cache_n` of each
+response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go to bench/results/ide.json.
 
-    .venv/bin/python bench/ide_bench.py --llama-server PATH [--users 8 --slots 4 --turns 3 --rounds 2]
+    .venv/bin/python bench/ide_bench.py --llama-server PATH [--users 8 --slots 4 --turns 3 --rounds 2 --independent]
     make ide-bench   # builds llama-server first
 """
 
@@ -73,7 +73,9 @@ def ask(client: httpx.AsyncClient, messages: list[dict]) -> Awaitable[StreamedAn
     return stream_answer(client, "/v1/chat/completions", body)
 
 
-async def one_round(server: Launched, name: str, users: int, turns: int, salt: str) -> RoundResult:
+async def one_round(
+    server: Launched, name: str, users: int, turns: int, salt: str, independent: bool
+) -> RoundResult:
     result = RoundResult()
     conversations = [[{"role": "user", "content": f"{code}\n\n{QUESTIONS[0]}"}] for code in user_files(users, salt)]
     # A connection per request: a pooled one that idled through the long first turn can be closed by the server
@@ -82,20 +84,27 @@ async def one_round(server: Launched, name: str, users: int, turns: int, salt: s
     async with httpx.AsyncClient(base_url=server.base, timeout=600, limits=fresh_connections) as client:
         before = (await client.get("/health")).json() if name == "codebooga" else {}
         started = time.perf_counter()
-        for turn in range(turns):
 
-            async def user_turn(user: int) -> None:
-                await asyncio.sleep(0.25 * user)
-                answer = await ask(client, conversations[user])
-                (result.follow_up_ttft if turn else result.first_turn_ttft).append(answer.ttft)
-                result.completion_tokens += answer.completion_tokens
-                result.prompt_tokens += answer.prompt_tokens or 0
-                result.recomputed += answer.timings.get("prompt_n", 0)
-                result.reused += answer.timings.get("cache_n", 0)
-                conversations[user] += [{"role": "assistant", "content": answer.text},
-                                        {"role": "user", "content": QUESTIONS[(turn + 1) % len(QUESTIONS)]}]  # fmt: skip
+        async def user_turn(user: int, turn: int) -> None:
+            answer = await ask(client, conversations[user])
+            (result.follow_up_ttft if turn else result.first_turn_ttft).append(answer.ttft)
+            result.completion_tokens += answer.completion_tokens
+            result.prompt_tokens += answer.prompt_tokens or 0
+            result.recomputed += answer.timings.get("prompt_n", 0)
+            result.reused += answer.timings.get("cache_n", 0)
+            conversations[user] += [{"role": "assistant", "content": answer.text},
+                                    {"role": "user", "content": QUESTIONS[(turn + 1) % len(QUESTIONS)]}]  # fmt: skip
 
-            await asyncio.gather(*(user_turn(user) for user in range(users)))
+        async def staggered(user: int, its_turns: range) -> None:
+            await asyncio.sleep(0.25 * user)
+            for turn in its_turns:
+                await user_turn(user, turn)
+
+        if independent:
+            await asyncio.gather(*(staggered(user, range(turns)) for user in range(users)))
+        else:
+            for turn in range(turns):
+                await asyncio.gather(*(staggered(user, range(turn, turn + 1)) for user in range(users)))
         result.seconds = time.perf_counter() - started
         if name == "codebooga":
             after = (await client.get("/health")).json()
@@ -121,6 +130,20 @@ def summary(rounds: list[RoundResult], peak_rss_mib: float) -> dict:
     }
 
 
+def paired_ratios(ours: list[RoundResult], theirs: list[RoundResult]) -> dict:
+    """Each round's ratio against the other server's round of the same index, run right next to it, and their
+    median: the machine's speed drifts over a run by more than the gap being measured, and a pair shares most of
+    that drift, where a ratio of two medians over the whole run does not."""
+    follow_up = [percentile(a.follow_up_ttft, 0.5) / percentile(b.follow_up_ttft, 0.5) for a, b in zip(ours, theirs)]
+    aggregate = [(a.completion_tokens / a.seconds) / (b.completion_tokens / b.seconds) for a, b in zip(ours, theirs)]
+    return {
+        "follow_up_ttft_p50_per_round": follow_up,
+        "follow_up_ttft_p50_paired_median": statistics.median(follow_up),
+        "aggregate_tok_s_per_round": aggregate,
+        "aggregate_tok_s_paired_median": statistics.median(aggregate),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=embedded_model_path())
@@ -131,6 +154,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=4096, help="context per slot")
     parser.add_argument("--llama-server", type=Path, help="path to llama.cpp's llama-server binary")
+    parser.add_argument(
+        "--independent",
+        action="store_true",
+        help="each user sends its next turn as soon as its answer is in, so follow-ups meet other users' first "
+        "turns (default: every user's turn is answered before any user's next turn is sent)",
+    )
     args = parser.parse_args()
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
     model, threads, slots = str(args.model), str(args.threads), str(args.slots)
@@ -158,7 +187,8 @@ def main() -> None:
             order = list(running) if index % 2 == 0 else list(reversed(running))
             for name in order:
                 time.sleep(SETTLE_SECONDS)
-                result = asyncio.run(one_round(running[name], name, args.users, args.turns, f"round {index}"))
+                salt = f"round {index}"
+                result = asyncio.run(one_round(running[name], name, args.users, args.turns, salt, args.independent))
                 rounds[name].append(result)
                 print(f"round {index} {name}: follow-up TTFT p50 {percentile(result.follow_up_ttft, 0.5):.2f} s, "
                       f"{result.completion_tokens / result.seconds:.1f} tok/s, recomputed {result.recomputed}, "
@@ -171,10 +201,11 @@ def main() -> None:
             "follow_up_ttft_p50": ours["follow_up_ttft_p50_s"] / theirs["follow_up_ttft_p50_s"],
             "follow_up_ttft_p95": ours["follow_up_ttft_p95_s"] / theirs["follow_up_ttft_p95_s"],
             "aggregate_tok_s": ours["aggregate_tok_s"] / theirs["aggregate_tok_s"],
+            **paired_ratios(rounds["codebooga"], rounds["llama-server"]),
         }
     record = {"users": args.users, "slots": args.slots, "turns": args.turns, "rounds": args.rounds,
-              "threads": args.threads, "model": Path(model).name, "results": results, "ratios": ratios,
-              "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+              "independent": args.independent, "threads": args.threads, "model": Path(model).name,
+              "results": results, "ratios": ratios, "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     (REPO / "bench" / "results" / "ide.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=1))
 
