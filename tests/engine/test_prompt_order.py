@@ -11,67 +11,40 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import llama_cpp as llama
 import pytest
+from scheduler_probe import N_BATCH, greedy_job, loaded_model, record_batches, sampled_count
 
-from codebooga.server.embedded_model import embedded_model_path
-from codebooga.server.engine.job_stream import ThreadedJobStream
-from codebooga.server.engine.llama_cpp import scheduler as scheduler_module
-from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
+from codebooga.server.engine.llama_cpp.model import LlamaCppModel
 from codebooga.server.engine.llama_cpp.scheduler import Scheduler
-from codebooga.server.engine.types import BackendJob, SampledToken, SamplingParams
-
-N_BATCH = 64
+from codebooga.server.engine.types import BackendJob
 
 
 @pytest.fixture()
 def model() -> Iterator[LlamaCppModel]:
-    options = ContextOptions(n_ctx_per_seq=512, n_parallel=3, n_threads=2, n_batch=N_BATCH)
-    loaded = LlamaCppModel(embedded_model_path(), options)
-    try:
+    with loaded_model(n_parallel=3) as loaded:
         yield loaded
-    finally:
-        loaded.close()
 
 
 @pytest.fixture()
 def one_slot_model() -> Iterator[LlamaCppModel]:
-    options = ContextOptions(n_ctx_per_seq=512, n_parallel=1, n_threads=2, n_batch=N_BATCH)
-    loaded = LlamaCppModel(embedded_model_path(), options)
-    try:
+    with loaded_model(n_parallel=1) as loaded:
         yield loaded
-    finally:
-        loaded.close()
 
 
 @pytest.fixture()
 def decoded_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, bool]]]:
-    """Every batch handed to llama.cpp, as (sequence id, logits wanted) per token."""
-    batches: list[list[tuple[int, bool]]] = []
-    real_decode = llama.llama_decode
-
-    def recording_decode(context: llama.llama_context_p, batch: llama.llama_batch) -> int:
-        batches.append([(batch.seq_id[index][0], bool(batch.logits[index])) for index in range(batch.n_tokens)])
-        return real_decode(context, batch)
-
-    monkeypatch.setattr(scheduler_module.llama, "llama_decode", recording_decode)
-    return batches
-
-
-def greedy_job(model: LlamaCppModel, name: str, prompt: str, tokens: int, n: int = 1) -> BackendJob:
-    never_ending = tuple((token, -100.0) for token in range(model.n_vocab) if model.is_end_of_generation(token))
-    ids = tuple(model.tokenize(prompt, add_special=True))
-    sampling = SamplingParams(temperature=0.0, logit_bias=never_ending)
-    return BackendJob(request_id=name, prompt_tokens=ids, sampling=sampling, max_new_tokens=tokens, n=n)
-
-
-async def sampled_count(stream: ThreadedJobStream) -> int:
-    return len([event async for event in stream if isinstance(event, SampledToken)])
+    return record_batches(monkeypatch)
 
 
 def prompt_ends(batch: list[tuple[int, bool]]) -> set[int]:
     """The sequences whose prompt ends in `batch`: several tokens of theirs, the last one sampled from."""
     return {seq_id for seq_id, wants_logits in batch if wants_logits and sum(s == seq_id for s, _ in batch) > 1}
+
+
+async def answer(scheduler: Scheduler, job: BackendJob, finished: list[str]) -> None:
+    """Run `job` to its last token, then note its name in `finished`."""
+    assert await sampled_count(scheduler.submit(job)) == job.max_new_tokens
+    finished.append(job.request_id)
 
 
 def test_a_waiting_follow_up_takes_the_free_slot_before_an_earlier_request_with_more_to_decode(
@@ -87,18 +60,15 @@ def test_a_waiting_follow_up_takes_the_free_slot_before_an_earlier_request_with_
     async def run() -> None:
         scheduler = Scheduler(model, prompt_cache_bytes=64 * 2**20)
         try:
-
-            async def answer(job: BackendJob) -> None:
-                assert await sampled_count(scheduler.submit(job)) == job.max_new_tokens
-                finished.append(job.request_id)
-
-            await answer(greedy_job(model, "first turn", conversation, 2))  # its state stays in the slot
-            holding = asyncio.create_task(answer(greedy_job(model, "holding the slot", "Count to ten.", 40)))
+            await answer(scheduler, greedy_job(model, "first turn", conversation, 2), finished)  # stays in the slot
+            holding_job = greedy_job(model, "holding the slot", "Count to ten.", 40)
+            holding = asyncio.create_task(answer(scheduler, holding_job, finished))
             while not scheduler.stats().slots_busy:
                 await asyncio.sleep(0.005)
             waiting = [
-                answer(greedy_job(model, "other", other, 2)),  # arrives first
-                answer(greedy_job(model, "follow-up", follow_up, 2)),  # longer, but its conversation is cached
+                answer(scheduler, greedy_job(model, "other", other, 2), finished),  # arrives first
+                # longer, but its conversation is cached
+                answer(scheduler, greedy_job(model, "follow-up", follow_up, 2), finished),
             ]
             await asyncio.gather(holding, *waiting)
         finally:
@@ -118,14 +88,9 @@ def test_a_short_prompt_admitted_after_a_long_one_is_answered_first(
     async def run() -> None:
         scheduler = Scheduler(model)
         try:
-
-            async def answer(job: BackendJob) -> None:
-                assert await sampled_count(scheduler.submit(job)) == 2
-                finished.append(job.request_id)
-
             await asyncio.gather(
-                answer(greedy_job(model, "long", long_prompt, 2)),
-                answer(greedy_job(model, "short", "What is a list?", 2)),
+                answer(scheduler, greedy_job(model, "long", long_prompt, 2), finished),
+                answer(scheduler, greedy_job(model, "short", "What is a list?", 2), finished),
             )
         finally:
             scheduler.close()
