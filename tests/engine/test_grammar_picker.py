@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import jsonschema
 import llama_cpp as llama
 import pytest
+from llama_batches import put_tokens
 
 from codebooga.server.embedded_model import embedded_model_path
 from codebooga.server.engine.chat.tool_calls import ToolCallReader
@@ -55,11 +56,7 @@ def generate(model: LlamaCppModel, picker: TokenPicker, limit: int = 60) -> str:
     try:
         llama.llama_memory_seq_rm(model.memory, 0, -1, -1)
         tokens = model.tokenize(PROMPT, add_special=True)
-        for position, token in enumerate(tokens):
-            batch.token[position], batch.pos[position], batch.n_seq_id[position] = token, position, 1
-            batch.seq_id[position][0] = 0
-            batch.logits[position] = position == len(tokens) - 1
-        batch.n_tokens = len(tokens)
+        batch.n_tokens = put_tokens(batch, 0, tokens, 0)
         text = b""
         for position in range(len(tokens), len(tokens) + limit):
             assert llama.llama_decode(model.context, batch) == 0
@@ -67,9 +64,7 @@ def generate(model: LlamaCppModel, picker: TokenPicker, limit: int = 60) -> str:
             if model.is_end_of_generation(token):
                 break
             text += model.token_bytes(token)
-            batch.token[0], batch.pos[0], batch.n_seq_id[0], batch.logits[0] = token, position, 1, True
-            batch.seq_id[0][0] = 0
-            batch.n_tokens = 1
+            batch.n_tokens = put_tokens(batch, 0, [token], position)
         return text.decode("utf-8", errors="replace")
     finally:
         picker.free()

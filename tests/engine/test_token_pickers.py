@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import llama_cpp as llama
 import numpy as np
 import pytest
+from llama_batches import put_tokens
 
 from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
 from codebooga.server.engine.llama_cpp.sampling import ArgmaxPicker, SamplerChain, new_token_picker
@@ -30,12 +31,7 @@ def decoded() -> Iterator[Decoded]:
     batch = llama.llama_batch_init(256, 0, 1)
     count = 0
     for seq_id, prompt in enumerate(PROMPTS):
-        tokens = model.tokenize(prompt, add_special=True)
-        for position, token in enumerate(tokens):
-            batch.token[count], batch.pos[count], batch.n_seq_id[count] = token, position, 1
-            batch.seq_id[count][0] = seq_id
-            batch.logits[count] = position == len(tokens) - 1
-            count += 1
+        count = put_tokens(batch, count, model.tokenize(prompt, add_special=True), 0, seq_id)
     batch.n_tokens = count
     assert llama.llama_decode(model.context, batch) == 0
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import llama_cpp as llama
+from llama_batches import put_tokens
 
 from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
 
@@ -22,13 +23,7 @@ def _greedy(model: LlamaCppModel, count: int) -> list[int]:
         chosen: list[int] = []
         position = 0
         for _ in range(count):
-            batch.n_tokens = len(tokens)
-            for index, token in enumerate(tokens):
-                batch.token[index] = token
-                batch.pos[index] = position + index
-                batch.n_seq_id[index] = 1
-                batch.seq_id[index][0] = 0
-                batch.logits[index] = index == len(tokens) - 1
+            batch.n_tokens = put_tokens(batch, 0, tokens, position)
             assert llama.llama_decode(model.context, batch) == 0
             position += len(tokens)
             tokens = [int(model.output_logits(1)[0].argmax())]
