@@ -58,3 +58,12 @@ def test_only_the_requests_that_arrived_before_the_started_one_count_as_overtake
     waiting = [Request("a", 30), Request("b", 20), Request("c", 10), Request("d", 40)]
     count_overtaking(waiting, waiting[2])
     assert [request.overtaken for request in waiting] == [1, 1, 0, 0]
+
+
+def test_a_lone_candidate_starts_without_its_prompt_work_being_measured() -> None:
+    def unmeasurable(request: Request) -> int:
+        raise AssertionError("prompt work measured with nothing to compare")
+
+    only = Request("only", 100)
+    assert next_to_start([only, Request("n=2", 1, choices=2)], 1, unmeasurable) is only
+    assert next_to_start([], 1, unmeasurable) is None

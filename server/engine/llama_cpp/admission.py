@@ -38,7 +38,9 @@ def next_to_start(waiting: Sequence[W], idle_slots: int, prompt_work: Callable[[
         if request.overtaken >= MAX_OVERTAKEN:
             return request if request.choices <= idle_slots else None
     fitting = [request for request in waiting if request.choices <= idle_slots]
-    return min(fitting, key=prompt_work, default=None)  # the earliest of equals
+    if len(fitting) < 2:  # no choice to make: spare the decode thread the prefix search (`_start` does its own)
+        return fitting[0] if fitting else None
+    return min(fitting, key=prompt_work)  # the earliest of equals
 
 
 def count_overtaking(waiting: Sequence[W], started: W) -> None:
