@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from codebooga.server.engine.llama_cpp.slot_policy import (
     Slot,
+    added_runs,
     common_prefix_length,
     pick_slot,
     shared_prefixes,
@@ -18,12 +19,12 @@ def user_file(user: int, length: int = 200) -> list[int]:
     return SYSTEM + [user * 10_000 + i for i in range(length)]
 
 
-def pick(idle: list[Slot], prompt: list[int]) -> Slot:
-    return pick_slot(idle, len(prompt), shared_prefixes(idle, prompt))
+def pick(slots: list[Slot], prompt: list[int], cached: bool = False) -> Slot:
+    return pick_slot(slots, len(prompt), shared_prefixes(slots, prompt), overwritten_is_cached=cached)
 
 
 def start(slots: list[Slot], prompt: list[int], clock: int) -> Slot:
-    slot = pick([slot for slot in slots if not slot.busy], prompt)
+    slot = pick(slots, prompt)
     slot.tokens, slot.last_used = list(prompt), clock
     return slot
 
@@ -61,7 +62,49 @@ def test_a_prompt_that_extends_a_short_cached_one_reuses_it() -> None:
 
 def test_extra_choices_take_empty_slots_then_the_least_recently_used() -> None:
     slots = [Slot(0, [1], last_used=9), Slot(1, [2], last_used=3), Slot(2), Slot(3, [3], last_used=5)]
-    assert [slot.seq_id for slot in spare_slots(slots, slots[0], 2)] == [2, 1]
+    assert [slot.seq_id for slot in spare_slots(slots, slots[0], 2, overwritten_is_cached=False)] == [2, 1]
+
+
+def busy_slot(seq_id: int) -> Slot:
+    return Slot(seq_id, [seq_id, 1, 2], busy=True, last_used=50)
+
+
+def test_with_the_prompt_cache_the_slot_next_to_the_busy_one_is_overwritten_before_the_least_recently_used() -> None:
+    slots = [busy_slot(0), Slot(1, user_file(1), last_used=5), Slot(2, user_file(2), last_used=6),
+             Slot(3, user_file(3), last_used=1)]  # fmt: skip
+    assert pick(slots, user_file(4), cached=True).seq_id == 1  # slot 1's prompt goes to the cache
+    assert pick(slots, user_file(4), cached=False).seq_id == 3  # without a cache it would be lost: LRU decides
+
+
+def test_a_gap_between_busy_slots_is_filled_first() -> None:
+    slots = [busy_slot(0), Slot(1, user_file(1), last_used=9), busy_slot(2), Slot(3, user_file(3), last_used=1)]
+    assert pick(slots, user_file(4), cached=True).seq_id == 1
+
+
+def test_an_empty_slot_next_to_the_busy_one_goes_first() -> None:
+    slots = [Slot(0), Slot(1), Slot(2), busy_slot(3)]
+    assert pick(slots, user_file(4)).seq_id == 2
+
+
+def test_a_follow_up_still_returns_to_its_own_slot_away_from_the_busy_one() -> None:
+    slots = [busy_slot(0), Slot(1), Slot(2), Slot(3, user_file(3), last_used=1)]
+    assert pick(slots, user_file(3) + [7, 8], cached=True).seq_id == 3
+
+
+def test_extra_choices_sit_next_to_the_first_one() -> None:
+    slots = [Slot(0), Slot(1), Slot(2, user_file(2), last_used=4), Slot(3), Slot(4)]
+    primary = pick(slots, user_file(2) + [5], cached=True)
+    spares = spare_slots(slots, primary, 2, overwritten_is_cached=True)
+    taken = sorted([primary.seq_id, *(slot.seq_id for slot in spares)])
+    assert primary.seq_id == 2 and taken == list(range(taken[0], taken[0] + 3)), taken
+
+
+def test_added_runs() -> None:
+    assert added_runs(2, set()) == 1
+    assert added_runs(2, {0}) == 1
+    assert added_runs(2, {1}) == 0
+    assert added_runs(2, {3, 4}) == 0
+    assert added_runs(2, {1, 3}) == -1
 
 
 def test_common_prefix_length() -> None:

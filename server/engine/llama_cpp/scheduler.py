@@ -182,7 +182,7 @@ class Scheduler(JobLoop[_Job]):
                 return
             count_overtaking(waiting, job)
             waiting.remove(job)
-            self._start(job, idle)
+            self._start(job)
             self._running.append(job)
             job.stream.mark_started()
 
@@ -199,13 +199,14 @@ class Scheduler(JobLoop[_Job]):
             job.prompt_work = len(prompt) - known
         return job.prompt_work
 
-    def _start(self, job: _Job, idle: list[Slot]) -> None:
+    def _start(self, job: _Job) -> None:
         spec = job.spec
         prompt = spec.prompt_tokens
         self._jobs_started += 1
         shared = shared_prefixes(self._slots, prompt)
-        primary = pick_slot(idle, len(prompt), shared)
-        slots = [primary, *spare_slots(idle, primary, spec.n - 1)]
+        cached = self._prompt_cache.enabled
+        primary = pick_slot(self._slots, len(prompt), shared, overwritten_is_cached=cached)
+        slots = [primary, *spare_slots(self._slots, primary, spec.n - 1, overwritten_is_cached=cached)]
         for slot in slots:
             slot.last_used = self._jobs_started
         for spare in slots[1:]:  # overwritten by the primary's prompt once it is decoded
