@@ -85,6 +85,8 @@ def added_runs(seq_id: int, busy: set[int]) -> int:
 
 
 def _overwrite_order(slot: Slot, busy: set[int], overwritten_is_cached: bool) -> tuple[int, ...]:
+    """The fallback's sort key, smallest first: empty slots before slots holding a prompt, then fewer added runs,
+    then the least recently used; a slot holding a prompt the cache would not keep goes by recency first."""
     holds = int(bool(slot.tokens))
     runs = added_runs(slot.seq_id, busy)
     if overwritten_is_cached or not holds:
