@@ -17,28 +17,20 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
-from pathlib import Path
 
 import llama_cpp as llama
+from bench_servers import REPO
 
 from codebooga.server.embedded_model import embedded_model_path
 from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppModel
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from llama_batches import put_tokens  # noqa: E402  (the tests' batch filler, shared rather than written again)
+
 PATTERNS = {"one run of 2": (0, 1), "two runs of 2": (0, 2), "one run of 3": (0, 1, 2), "two runs of 3": (0, 1, 3)}
 STEPS = 40
-
-
-def fill(batch: llama.llama_batch, tokens: list[tuple[int, int, int, bool]]) -> None:
-    """Put (token, position, sequence id, logits wanted) entries into `batch`."""
-    for index, (token, position, seq_id, wants_logits) in enumerate(tokens):
-        batch.token[index] = token
-        batch.pos[index] = position
-        batch.n_seq_id[index] = 1
-        batch.seq_id[index][0] = seq_id
-        batch.logits[index] = wants_logits
-    batch.n_tokens = len(tokens)
 
 
 def step_ms(model: LlamaCppModel, batch: llama.llama_batch, prompt: list[int], seq_ids: tuple[int, ...]) -> float:
@@ -46,12 +38,13 @@ def step_ms(model: LlamaCppModel, batch: llama.llama_batch, prompt: list[int], s
     llama.llama_memory_seq_rm(model.memory, -1, -1, -1)
     for seq_id in seq_ids:
         for start in range(0, len(prompt), model.n_batch):
-            chunk = prompt[start : start + model.n_batch]
-            fill(batch, [(token, start + offset, seq_id, False) for offset, token in enumerate(chunk)])
+            batch.n_tokens = put_tokens(batch, 0, prompt[start : start + model.n_batch], start, seq_id)
             llama.llama_decode(model.context, batch)
     times = []
     for position in range(len(prompt), len(prompt) + STEPS):
-        fill(batch, [(prompt[-1], position, seq_id, True) for seq_id in seq_ids])
+        batch.n_tokens = 0
+        for seq_id in seq_ids:
+            batch.n_tokens = put_tokens(batch, batch.n_tokens, [prompt[-1]], position, seq_id)
         started = time.perf_counter()
         llama.llama_decode(model.context, batch)
         times.append(time.perf_counter() - started)
