@@ -67,6 +67,8 @@ KV_CACHE_TYPES = {"f16": llama.GGML_TYPE_F16, "q8_0": llama.GGML_TYPE_Q8_0, "q4_
 _KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # ggml's block sizes: 32 values per block
 FLASH_ATTENTION = {"auto": llama.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED,
                    "off": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED}  # fmt: skip
+_UBATCH_WITH_FLASH_ATTENTION = 512
+_UBATCH_WITHOUT_FLASH_ATTENTION = 256
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,14 @@ class ContextOptions:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     flash_attention: str = "auto"
+
+    def ubatch(self) -> int:
+        """Tokens per graph run. Without flash attention each run holds a score matrix of ubatch × context per
+        head, which at 512 tokens and a 2.6k-token context outgrows the CPU caches: at 256, 1–2.6k-token files
+        read 3–8% faster (SmolLM2-135M on 2 cores; 128 gains nothing more and runs the weights twice as often).
+        With flash attention there is no such matrix, and 512 and 256 read alike."""
+        limit = _UBATCH_WITHOUT_FLASH_ATTENTION if self.flash_attention == "off" else _UBATCH_WITH_FLASH_ATTENTION
+        return min(self.n_batch, limit)
 
 
 class LlamaCppModel:
@@ -109,7 +119,7 @@ class LlamaCppModel:
         context_params = llama.llama_context_default_params()
         context_params.n_ctx = self.n_ctx_per_seq * options.n_parallel
         context_params.n_batch = options.n_batch
-        context_params.n_ubatch = min(options.n_batch, 512)
+        context_params.n_ubatch = options.ubatch()
         context_params.n_seq_max = options.n_parallel
         context_params.n_threads = options.n_threads
         context_params.n_threads_batch = options.n_threads
@@ -127,6 +137,7 @@ class LlamaCppModel:
                 f"llama.cpp could not create a context of {context_params.n_ctx} tokens for {path}"
                 f"{_last_llama_error()}; lower --ctx-size or --parallel{hint}"
             )
+        log.info("flash attention %s, %d tokens per graph run", options.flash_attention, context_params.n_ubatch)
         self.kv_bytes_per_sequence = self._kv_bytes_per_sequence(options)
         self.memory = llama.llama_get_memory(self.context)
         self._pieces: dict[int, bytes] = {}
