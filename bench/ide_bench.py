@@ -12,7 +12,12 @@ with their median): follow-up time to first token p50/p95 (turns after the first
 recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt_n` and `timings.cache_n` of each
 response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go to bench/results/ide.json.
 
+Both servers run flash attention at their default (`auto`: on, on CPU) unless --flash-attn (codebooga) or
+--llama-server-flash-attn says otherwise; `off` gives llama-server the physical batch codebooga takes without it
+(`-ub 256`), so the two can also be compared at equal settings.
+
     .venv/bin/python bench/ide_bench.py --llama-server PATH [--users 8 --slots 4 --turns 3 --rounds 2 --independent]
+                                        [--flash-attn auto|on|off] [--llama-server-flash-attn auto|on|off]
     make ide-bench   # builds llama-server first
 """
 
@@ -160,21 +165,26 @@ def main() -> None:
         help="each user sends its next turn as soon as its answer is in, so follow-ups meet other users' first "
         "turns (default: every user's turn is answered before any user's next turn is sent)",
     )
+    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto", help="codebooga's")
+    parser.add_argument(
+        "--llama-server-flash-attn", choices=["auto", "on", "off"], default="auto", help="llama-server's (off: -ub 256)"
+    )
     args = parser.parse_args()
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
     model, threads, slots = str(args.model), str(args.threads), str(args.slots)
     servers = {
         "codebooga": (
             [sys.executable, "-m", "codebooga.server", "serve", "--model", model, "--threads", threads,
-             "--parallel", slots, "--ctx-size", str(args.ctx), "--log-level", "warning",
-             "--queue-timeout", "3600"],  # llama-server lets requests wait as long as it takes
+             "--parallel", slots, "--ctx-size", str(args.ctx), "--log-level", "warning", "--flash-attn",
+             args.flash_attn, "--queue-timeout", "3600"],  # llama-server lets requests wait as long as it takes
             "/health",
         ),
     }  # fmt: skip
     if args.llama_server:
         servers["llama-server"] = (
             [str(args.llama_server), "-m", model, "-t", threads, "-tb", threads, "-np", slots,
-             "-c", str(args.slots * args.ctx), "--host", "127.0.0.1"],
+             "-c", str(args.slots * args.ctx), "--host", "127.0.0.1", "-fa", args.llama_server_flash_attn,
+             *(["-ub", "256"] if args.llama_server_flash_attn == "off" else [])],
             "/health",
         )  # fmt: skip
     rounds: dict[str, list[RoundResult]] = {name: [] for name in servers}
@@ -205,6 +215,7 @@ def main() -> None:
         }
     record = {"users": args.users, "slots": args.slots, "turns": args.turns, "rounds": args.rounds,
               "independent": args.independent, "threads": args.threads, "model": Path(model).name,
+              "flash_attn": {"codebooga": args.flash_attn, "llama-server": args.llama_server_flash_attn},
               "results": results, "ratios": ratios, "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     (REPO / "bench" / "results" / "ide.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=1))
