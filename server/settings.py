@@ -65,7 +65,8 @@ class ServeSettings:
         metavar="|".join(LLAMA_CACHE_TYPES),
     )  # fmt: skip
     flash_attn: str = option(
-        "auto", one_of(*FLASH_ATTENTION), "GGUF only: flash attention (`auto`: where the backend supports it)",
+        "auto", one_of(*FLASH_ATTENTION),
+        "GGUF only: flash attention (`auto`: where the backend supports it; `off`: 256 tokens a graph run)",
         metavar="|".join(FLASH_ATTENTION),
     )  # fmt: skip
     cache_ram: int = option(
