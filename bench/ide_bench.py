@@ -40,7 +40,11 @@ import httpx
 from bench_client import StreamedAnswer, percentile, stream_answer
 from bench_servers import REPO, SETTLE_SECONDS, Launched, free_port, launched
 from codebooga.server.embedded_model import embedded_model_path
+from codebooga.server.engine.llama_cpp.model import ContextOptions
+from codebooga.server.settings import FLASH_ATTENTION
 
+UBATCH_WITHOUT_FLASH_ATTENTION = ContextOptions(flash_attention="off").ubatch()
+"""The physical batch codebooga takes without flash attention, given to llama-server too for equal settings."""
 STDLIB = Path(os.__file__).parent
 SOURCES = ["json/decoder.py", "shlex.py", "textwrap.py", "heapq.py", "bisect.py", "fnmatch.py", "queue.py",
            "glob.py", "string.py", "colorsys.py", "calendar.py", "statistics.py"]  # fmt: skip
@@ -165,10 +169,11 @@ def main() -> None:
         help="each user sends its next turn as soon as its answer is in, so follow-ups meet other users' first "
         "turns (default: every user's turn is answered before any user's next turn is sent)",
     )
-    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto", help="codebooga's")
+    parser.add_argument("--flash-attn", choices=FLASH_ATTENTION, default="auto", help="codebooga's")
     parser.add_argument(
-        "--llama-server-flash-attn", choices=["auto", "on", "off"], default="auto", help="llama-server's (off: -ub 256)"
-    )
+        "--llama-server-flash-attn", choices=FLASH_ATTENTION, default="auto",
+        help=f"llama-server's (off: -ub {UBATCH_WITHOUT_FLASH_ATTENTION}, as codebooga)",
+    )  # fmt: skip
     args = parser.parse_args()
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
     model, threads, slots = str(args.model), str(args.threads), str(args.slots)
@@ -184,7 +189,7 @@ def main() -> None:
         servers["llama-server"] = (
             [str(args.llama_server), "-m", model, "-t", threads, "-tb", threads, "-np", slots,
              "-c", str(args.slots * args.ctx), "--host", "127.0.0.1", "-fa", args.llama_server_flash_attn,
-             *(["-ub", "256"] if args.llama_server_flash_attn == "off" else [])],
+             *(["-ub", str(UBATCH_WITHOUT_FLASH_ATTENTION)] if args.llama_server_flash_attn == "off" else [])],
             "/health",
         )  # fmt: skip
     rounds: dict[str, list[RoundResult]] = {name: [] for name in servers}
