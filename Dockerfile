@@ -19,19 +19,21 @@ SHELL ["/bin/sh", "-eux", "-c"]
 # hadolint ignore=DL3008,SC2086
 RUN python_pkgs="$(command -v python3 >/dev/null && python3 -c 'import ensurepip' 2>/dev/null || echo 'python3 python3-venv python3-dev')"; \
     apt-get update; \
-    apt-get install -y --no-install-recommends build-essential cmake git $python_pkgs; \
+    apt-get install -y --no-install-recommends build-essential cmake git patch $python_pkgs; \
     rm -rf /var/lib/apt/lists/*
 # llama.cpp is compiled as `make` compiles it: from source (never a prebuilt wheel), without ggml's AMX kernels,
 # which crash at the first decode on Intel CPUs with AMX (docs/build.md#llamacpp-on-every-x86-cpu). The default
 # is native, for the CPU that builds the image; an image for other machines passes -DGGML_NATIVE=OFF here.
 ARG LLAMA_CPP_PYTHON=llama-cpp-python==0.3.36
 ARG LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON
+# with codebooga's patches to it (docs/build.md#patches-to-llamacpp)
+COPY server/engine/llama_cpp/patches /opt/llama-patches
 RUN python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-cache-dir --upgrade pip; \
     no_amx="$(if [ "$(uname -m)" = x86_64 ]; then echo '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'; fi)"; \
     CMAKE_ARGS="${LLAMA_CMAKE_ARGS} -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        /opt/venv/bin/pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python -w /tmp/wheels "${LLAMA_CPP_PYTHON}"; \
+        /opt/llama-patches/build-wheel.sh /opt/venv/bin/pip "${LLAMA_CPP_PYTHON}" /tmp/wheels; \
     /opt/venv/bin/pip install --no-cache-dir /tmp/wheels/llama_cpp_python-*.whl
 WORKDIR /opt/codebooga
 COPY pyproject.toml README.md ./

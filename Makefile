@@ -16,10 +16,14 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLA
 else
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON
 endif
+# codebooga's patches to the vendored llama.cpp (docs/build.md#patches-to-llamacpp), applied by the
+# script beside them when the wheel is built.
+LLAMA_PATCHES := server/engine/llama_cpp/patches
 # pip's wheel cache ignores CMAKE_ARGS, so the build goes into a wheelhouse keyed by everything that shapes it:
-# the version, the flags, this CPU's features (native builds) and the compiler. A wheel built any other way is
-# never picked up.
-LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; grep -m1 -E '^(flags|Features)' /proc/cpuinfo; $${CC:-cc} --version 2>/dev/null | head -n1; } | sha256sum | cut -c1-16)
+# the version, the flags, this CPU's features (native builds), the compiler and the patches. A wheel built any
+# other way is never picked up. llama-server (below) is built from the unpatched sources: it has its own key.
+LLAMA_SOURCE_KEY := $(shell { echo '$(LLAMA_CPP_PYTHON) $(LLAMA_CMAKE_ARGS)'; grep -m1 -E '^(flags|Features)' /proc/cpuinfo; $${CC:-cc} --version 2>/dev/null | head -n1; } | sha256sum | cut -c1-16)
+LLAMA_BUILD_KEY := $(shell { echo '$(LLAMA_SOURCE_KEY)'; cat $(LLAMA_PATCHES)/*.patch $(LLAMA_PATCHES)/build-wheel.sh; } | sha256sum | cut -c1-16)
 WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/wheels/$(LLAMA_BUILD_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.built
 
@@ -32,18 +36,18 @@ $(BIN)/python:
 $(LLAMA_WHEEL): | $(BIN)/python
 	@echo "Compiling llama.cpp ($(LLAMA_CPP_PYTHON)) for this CPU without AMX kernels: about 8 minutes on 2 cores."
 	@echo "  flags: $(LLAMA_CMAKE_ARGS)"
+	@echo "  patches: $(notdir $(wildcard $(LLAMA_PATCHES)/*.patch))"
 	@echo "  wheelhouse: $(WHEELHOUSE)"
 	rm -rf $(WHEELHOUSE).tmp
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
-		-w $(WHEELHOUSE).tmp '$(LLAMA_CPP_PYTHON)'
+		$(LLAMA_PATCHES)/build-wheel.sh $(BIN)/pip '$(LLAMA_CPP_PYTHON)' $(WHEELHOUSE).tmp
 	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE) && touch $@
 
 llama-wheel: $(LLAMA_WHEEL)
 
 # llama.cpp's own server, for the benchmarks only: built from the llama.cpp sources vendored in the same
-# llama-cpp-python release, with the same flags, so both servers run the same kernels.
-LLAMA_SERVER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/llama-server/$(LLAMA_BUILD_KEY)
+# llama-cpp-python release, with the same flags and without codebooga's patches, as its users build it.
+LLAMA_SERVER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/codebooga/llama-server/$(LLAMA_SOURCE_KEY)
 LLAMA_SERVER := $(LLAMA_SERVER_DIR)/llama-server
 
 $(LLAMA_SERVER): | $(BIN)/python

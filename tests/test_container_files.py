@@ -33,11 +33,16 @@ def test_hadolint_passes(dockerfile: Path) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
 def test_llama_cpp_is_built_like_make_builds_it(dockerfile: Path) -> None:
-    """The pin `make` compiles (the one pyproject.toml requires), from source, never ggml's AMX kernels."""
+    """The pin `make` compiles (the one pyproject.toml requires), from source with codebooga's patches (by the
+    script `make` runs), never ggml's AMX kernels."""
     text = dockerfile.read_text()
-    makefile_pin = re.search(r"^LLAMA_CPP_PYTHON := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    makefile_pin = re.search(r"^LLAMA_CPP_PYTHON := (\S+)$", makefile, re.M)
     assert makefile_pin is not None
     assert f"ARG LLAMA_CPP_PYTHON={makefile_pin.group(1)}\n" in text
-    assert "--no-binary llama-cpp-python" in text
+    assert "LLAMA_PATCHES := server/engine/llama_cpp/patches\n" in makefile
+    assert "$(LLAMA_PATCHES)/build-wheel.sh $(BIN)/pip" in makefile
+    assert "COPY server/engine/llama_cpp/patches /opt/llama-patches\n" in text
+    assert '/opt/llama-patches/build-wheel.sh /opt/venv/bin/pip "${LLAMA_CPP_PYTHON}" /tmp/wheels' in text
     assert "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" in text
     assert "\nHEALTHCHECK " in text
