@@ -1,17 +1,15 @@
-"""What a follow-up's new tokens cost after a long cached prompt: codebooga's llama.cpp, with its flash-attention
-kernel for chunks of 2–63 tokens (server/engine/llama_cpp/patches/), against a stock build of the same release.
+"""What a follow-up's new tokens cost after a long cached prompt with codebooga's flash-attention kernel for chunks
+of 2–63 tokens (server/engine/llama_cpp/patches/, on with CODEBOOGA_FA_SMALL_BATCH=1) and with llama.cpp's stock
+kernel (the same build with the switch off), and without flash attention.
 
 For each context length, a process reads that many tokens of a standard-library file into its KV cache in chunks
-of 512 (flash attention on, as both servers run on CPU; timed once: `read`), then decodes a follow-up's 22 new tokens after it (the close of an
-answer and a question, as in bench/ide_bench.py) three times, and one token after it three times (decoding keeps
-the stock kernel in both builds: the control). The two builds alternate, with the installed build without flash
-attention (`--flash-attn off`, which the patch does not touch) as a third, a fresh process each per round, the
-order reversed every round.
+of 512 (timed once: `read`), then decodes a follow-up's 22 new tokens after it (the close of an answer and a
+question, as in bench/ide_bench.py) three times, and one token after it three times (decoding keeps the stock
+kernel: the control). The three settings alternate, a fresh process each per round, the order reversed every
+round.
 
-    .venv/bin/python bench/small_batch_attention_bench.py --stock-lib DIR [--rounds 3] [--contexts 925,2615,6000]
+    .venv/bin/python bench/small_batch_attention_bench.py [--rounds 3] [--contexts 925,2615,6000]
 
-DIR holds the shared libraries of a stock llama-cpp-python 0.3.36 built with the same flags (the `llama_cpp/lib`
-folder of its wheel, e.g. one built by `make llama-wheel` before the patch, still in ~/.cache/codebooga/wheels/).
 Results print as a table and go to bench/results/small_batch_attention.json.
 """
 
@@ -80,12 +78,9 @@ def measure(contexts: list[int], threads: int, flash_attention: str) -> dict[str
 
 
 def run_variant(
-    stock_lib: Path | None, flash_attention: str, contexts: list[int], threads: int
+    small_batch_kernel: bool, flash_attention: str, contexts: list[int], threads: int
 ) -> dict[str, dict[str, float]]:
-    env = dict(os.environ)
-    env.pop("LLAMA_CPP_LIB_PATH", None)
-    if stock_lib is not None:
-        env["LLAMA_CPP_LIB_PATH"] = str(stock_lib)
+    env = dict(os.environ, CODEBOOGA_FA_SMALL_BATCH="1" if small_batch_kernel else "0")
     command = [sys.executable, __file__, "--worker", "--contexts", ",".join(map(str, contexts)),
                "--threads", str(threads), "--flash-attn", flash_attention]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -96,7 +91,6 @@ def run_variant(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stock-lib", type=Path, help="llama_cpp/lib folder of a stock build")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--contexts", default="925,2615,6000", help="cached prompt lengths, in tokens")
     parser.add_argument("--threads", type=int, default=2)
@@ -107,11 +101,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(measure(contexts, args.threads, args.flash_attn)))
         return
-    if args.stock_lib is None or not (args.stock_lib / "libllama.so").is_file():
-        raise SystemExit("--stock-lib: give the llama_cpp/lib folder of a stock llama-cpp-python build (libllama.so)")
-
-    # name: (stock build's libraries or None for the installed build, flash attention)
-    variants = {"patched": (None, "on"), "stock": (args.stock_lib, "on"), "no_flash_attn": (None, "off")}
+    # name: (small-batch kernel, flash attention)
+    variants = {"small_batch": (True, "on"), "stock": (False, "on"), "no_flash_attn": (False, "off")}
     rounds: list[dict[str, dict]] = []
     for index in range(args.rounds):
         order = list(variants) if index % 2 == 0 else list(reversed(variants))
@@ -123,16 +114,16 @@ def main() -> None:
         print(f"round {index + 1}/{args.rounds} done", file=sys.stderr)
 
     summary = {}
-    print(f"{'context':>8} {'what':>10} {'patched ms':>11} {'stock ms':>9} {'ratio':>6} {'paired':>7} {'no FA ms':>9}")
+    print(f"{'context':>8} {'what':>10} {'small-batch ms':>14} {'stock ms':>9} {'ratio':>6} {'paired':>7} {'no FA ms':>9}")
     for n_ctx in map(str, contexts):
         for what in ("read", "follow_up", "one_token"):
             medians = {name: statistics.median(r[name][n_ctx][what] for r in rounds) for name in variants}
-            pairs = [r["patched"][n_ctx][what] / r["stock"][n_ctx][what] for r in rounds]
+            pairs = [r["small_batch"][n_ctx][what] / r["stock"][n_ctx][what] for r in rounds]
             entry = {f"{name}_s": value for name, value in medians.items()}
-            entry["ratio"] = medians["patched"] / medians["stock"]
+            entry["ratio"] = medians["small_batch"] / medians["stock"]
             entry["paired_ratio"] = statistics.median(pairs)
             summary[f"{n_ctx}/{what}"] = entry
-            print(f"{n_ctx:>8} {what:>10} {medians['patched'] * 1e3:11.1f} {medians['stock'] * 1e3:9.1f} "
+            print(f"{n_ctx:>8} {what:>10} {medians['small_batch'] * 1e3:14.1f} {medians['stock'] * 1e3:9.1f} "
                   f"{entry['ratio']:6.2f} {entry['paired_ratio']:7.2f} {medians['no_flash_attn'] * 1e3:9.1f}")
     out = REPO / "bench" / "results" / "small_batch_attention.json"
     out.write_text(json.dumps({"rounds": rounds, "summary": summary, "threads": args.threads}, indent=2) + "\n")

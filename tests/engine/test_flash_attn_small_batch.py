@@ -1,5 +1,6 @@
-"""codebooga's llama.cpp computes attention for a chunk of 2–63 tokens exactly as for the same tokens inside a
-chunk of 64 or more (server/engine/llama_cpp/patches/flash-attn-small-batch.patch; docs/build.md).
+"""With CODEBOOGA_FA_SMALL_BATCH=1, codebooga's llama.cpp computes attention for a chunk of 2–63 tokens exactly as
+for the same tokens inside a chunk of 64 or more (server/engine/llama_cpp/patches/flash-attn-small-batch.patch;
+docs/build.md). Without it, the stock kernel runs, as every other test here relies on.
 
 Such chunks are what IDE users wait on: a follow-up's few new tokens after a long cached conversation, a prompt's
 last chunk. Stock llama.cpp runs them through a kernel that takes one query row at a time in F16 (and differs
@@ -7,6 +8,7 @@ from its own 64-row kernel by a mean of 0.13–0.15 in these logits); the patch 
 kernel's steps, grouped by KV head. So the reference here is llama.cpp itself: the same rows computed in a larger
 batch, where its tiled kernel runs. Rows are independent of the tokens after them (causal attention, per-row
 matrix products), so any difference is the small-batch kernel's. On a build without the patch these tests fail.
+llama.cpp reads the switch at every attention op, so it can be set around a test.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppMode
 SOURCE = (Path(sysconfig.get_paths()["stdlib"]) / "statistics.py").read_text()
 QUESTION = "\n\n### Instruction:\nWhich function is the most complex, and why?\n\n### Response:\n"
 LARGE = 64  # from here on llama.cpp's own tiled kernel runs
+
+
+@pytest.fixture(autouse=True)
+def small_batch_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEBOOGA_FA_SMALL_BATCH", "1")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +109,20 @@ def test_two_conversations_follow_ups_in_one_batch_get_their_large_batch_logits(
 
     for seq_id in (0, 1):
         np.testing.assert_array_equal(together[seq_id], references[seq_id])
+
+
+def test_without_the_switch_a_small_chunk_gets_the_stock_kernel(
+    model: LlamaCppModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off by default: the stock one-row kernel (F16) gives these rows other logits than the tiled kernel."""
+    monkeypatch.delenv("CODEBOOGA_FA_SMALL_BATCH")
+    llama.llama_memory_clear(model.memory, True)
+    cached = read_file(model, 0, SOURCE[:3000])
+    new = model.tokenize(QUESTION, add_special=False)[:22]
+    padding = model.tokenize(SOURCE[8000:9000], add_special=False)[: LARGE - 22]
+
+    [in_large_batch] = decode(model, [(0, new + padding, cached)])
+    forget_after(model, 0, cached)
+    [alone] = decode(model, [(0, new, cached)])
+
+    assert np.abs(alone - in_large_batch[:22]).mean() > 0.01
