@@ -76,20 +76,28 @@ def forget_after(model: LlamaCppModel, seq_id: int, position: int) -> None:
     assert llama.llama_memory_seq_rm(model.memory, seq_id, position, -1)
 
 
-@pytest.mark.parametrize("n_new", [2, 22, 63])
-def test_a_follow_ups_new_tokens_get_the_logits_they_get_in_a_large_batch(model: LlamaCppModel, n_new: int) -> None:
+def alone_and_in_a_large_batch(model: LlamaCppModel, new: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """After a cached file in sequence 0: the logits of `new` decoded alone, and of the same tokens at the head
+    of a 64-token chunk (padded with more of the file)."""
     llama.llama_memory_clear(model.memory, True)
     cached = read_file(model, 0, SOURCE[:3000])
-    new = (model.tokenize(QUESTION, add_special=False) + model.tokenize(SOURCE[5000:6000], add_special=False))
     padding = model.tokenize(SOURCE[8000:9000], add_special=False)
-    assert len(new) >= n_new and len(padding) >= LARGE
-    new = new[:n_new]
+    assert len(padding) >= LARGE
 
-    [in_large_batch] = decode(model, [(0, new + padding[: LARGE - n_new], cached)])
+    [in_large_batch] = decode(model, [(0, new + padding[: LARGE - len(new)], cached)])
     forget_after(model, 0, cached)
     [alone] = decode(model, [(0, new, cached)])
+    return alone, in_large_batch[: len(new)]
 
-    np.testing.assert_array_equal(alone, in_large_batch[:n_new])
+
+@pytest.mark.parametrize("n_new", [2, 22, 63])
+def test_a_follow_ups_new_tokens_get_the_logits_they_get_in_a_large_batch(model: LlamaCppModel, n_new: int) -> None:
+    new = (model.tokenize(QUESTION, add_special=False) + model.tokenize(SOURCE[5000:6000], add_special=False))
+    assert len(new) >= n_new
+
+    alone, in_large_batch = alone_and_in_a_large_batch(model, new[:n_new])
+
+    np.testing.assert_array_equal(alone, in_large_batch)
 
 
 def test_two_conversations_follow_ups_in_one_batch_get_their_large_batch_logits(model: LlamaCppModel) -> None:
@@ -116,13 +124,7 @@ def test_without_the_switch_a_small_chunk_gets_the_stock_kernel(
 ) -> None:
     """Off by default: the stock one-row kernel (F16) gives these rows other logits than the tiled kernel."""
     monkeypatch.delenv("CODEBOOGA_FA_SMALL_BATCH")
-    llama.llama_memory_clear(model.memory, True)
-    cached = read_file(model, 0, SOURCE[:3000])
-    new = model.tokenize(QUESTION, add_special=False)[:22]
-    padding = model.tokenize(SOURCE[8000:9000], add_special=False)[: LARGE - 22]
 
-    [in_large_batch] = decode(model, [(0, new + padding, cached)])
-    forget_after(model, 0, cached)
-    [alone] = decode(model, [(0, new, cached)])
+    alone, in_large_batch = alone_and_in_a_large_batch(model, model.tokenize(QUESTION, add_special=False)[:22])
 
-    assert np.abs(alone - in_large_batch[:22]).mean() > 0.01
+    assert np.abs(alone - in_large_batch).mean() > 0.01
