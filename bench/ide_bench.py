@@ -12,8 +12,9 @@ with their median): follow-up time to first token p50/p95 (turns after the first
 recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt_n` and `timings.cache_n` of each
 response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go to bench/results/ide.json.
 
-CODEBOOGA_FA_SMALL_BATCH=1 in the environment turns on codebooga's flash-attention kernel for chunks of 2–63
-tokens (docs/build.md#patches-to-llamacpp; llama-server, built stock, ignores it); the JSON records it.
+codebooga runs its batch-invariant flash-attention kernel (docs/build.md#patches-to-llamacpp);
+CODEBOOGA_FLASH_ATTN=stock in the environment brings back llama.cpp's (llama-server, built stock, ignores it); the
+JSON records which.
 
 Both servers run flash attention at their default (`auto`: on, on CPU) unless --flash-attn (codebooga) or
 --llama-server-flash-attn says otherwise; `off` gives llama-server the physical batch codebooga takes without it
@@ -224,7 +225,7 @@ def main() -> None:
     record = {"users": args.users, "slots": args.slots, "turns": args.turns, "rounds": args.rounds,
               "independent": args.independent, "threads": args.threads, "model": Path(model).name,
               "flash_attn": {"codebooga": args.flash_attn, "llama-server": args.llama_server_flash_attn},
-              "codebooga_fa_small_batch": os.environ.get("CODEBOOGA_FA_SMALL_BATCH") == "1",
+              "codebooga_flash_attn_kernel": os.environ.get("CODEBOOGA_FLASH_ATTN") or "batch-invariant",
               "results": results, "ratios": ratios, "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     (REPO / "bench" / "results" / "ide.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=1))

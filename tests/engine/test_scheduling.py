@@ -149,9 +149,12 @@ def test_full_queue_answers_503_with_retry_after(narrow_server: RunningServer) -
 
 
 def test_request_waiting_past_the_queue_timeout_gets_503(narrow_server: RunningServer) -> None:
+    # the slot stays busy for all 400 tokens: SmolLM2's end-of-generation tokens are banned
+    running_body = {"prompt": "Once", "max_tokens": 400, "logit_bias": {"0": -100, "2": -100, "4": -100}}
+
     async def main() -> httpx.Response:
         async with httpx.AsyncClient(base_url=narrow_server.api_url, timeout=60) as client:
-            running = asyncio.create_task(client.post("/completions", json={"prompt": "Once", "max_tokens": 400}))
+            running = asyncio.create_task(client.post("/completions", json=running_body))
             await asyncio.sleep(0.3)
             late = await client.post(
                 "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "stream": True}

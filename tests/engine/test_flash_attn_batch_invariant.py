@@ -1,14 +1,14 @@
-"""With CODEBOOGA_FA_SMALL_BATCH=1, codebooga's llama.cpp computes attention for a chunk of 2–63 tokens exactly as
-for the same tokens inside a chunk of 64 or more (server/engine/llama_cpp/patches/flash-attn-small-batch.patch;
-docs/build.md). Without it, the stock kernel runs, as every other test here relies on.
+"""codebooga's llama.cpp computes a token's attention the same way whatever else its graph run holds
+(server/engine/llama_cpp/patches/flash-attn-batch-invariant.patch; docs/build.md#patches-to-llamacpp): one token
+decoded alone, beside other sequences' tokens, a follow-up's few new tokens, or the same tokens inside a chunk of
+64 or more all get bit-for-bit the same logits. CODEBOOGA_FLASH_ATTN=stock brings back llama.cpp's kernels.
 
-Such chunks are what IDE users wait on: a follow-up's few new tokens after a long cached conversation, a prompt's
-last chunk. Stock llama.cpp runs them through a kernel that takes one query row at a time in F16 (and differs
-from its own 64-row kernel by a mean of 0.13–0.15 in these logits); the patch runs them through the 64-row
-kernel's steps, grouped by KV head. So the reference here is llama.cpp itself: the same rows computed in a larger
-batch, where its tiled kernel runs. Rows are independent of the tokens after them (causal attention, per-row
-matrix products), so any difference is the small-batch kernel's. On a build without the patch these tests fail.
-llama.cpp reads the switch at every attention op, so it can be set around a test.
+Stock llama.cpp runs fewer than 64 rows of a sequence through a one-row kernel in F16 (which differs from its own
+64-row kernel by a mean of 0.13–0.15 in these logits), 64 or more through a tiled kernel in F32, and splits a lone
+decoded token's context between threads; so a row's result depended on the graph run it landed in, and greedy
+output on what else the server was doing. Rows are independent of the tokens after them (causal attention, per-row
+matrix products), so any difference between the cases here is the attention kernel's. On a build without the
+patch these tests fail. llama.cpp reads the switch at every attention op, so it can be set around a test.
 """
 
 from __future__ import annotations
@@ -27,12 +27,7 @@ from codebooga.server.engine.llama_cpp.model import ContextOptions, LlamaCppMode
 
 SOURCE = (Path(sysconfig.get_paths()["stdlib"]) / "statistics.py").read_text()
 QUESTION = "\n\n### Instruction:\nWhich function is the most complex, and why?\n\n### Response:\n"
-LARGE = 64  # from here on llama.cpp's own tiled kernel runs
-
-
-@pytest.fixture(autouse=True)
-def small_batch_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CODEBOOGA_FA_SMALL_BATCH", "1")
+LARGE = 64  # from here on stock llama.cpp's tiled kernel runs
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +59,16 @@ def decode(model: LlamaCppModel, chunks: list[tuple[int, list[int], int]]) -> li
     return rows
 
 
+def read(model: LlamaCppModel, seq_id: int, tokens: list[int], chunk: int = 512) -> np.ndarray:
+    """A conversation's cached file, decoded in chunks of `chunk` (the server reads in 512s); the last logits."""
+    for start in range(0, len(tokens), chunk):
+        [rows] = decode(model, [(seq_id, tokens[start : start + chunk], start)])
+    return rows[-1]
+
+
 def read_file(model: LlamaCppModel, seq_id: int, text: str) -> int:
-    """A conversation's cached file: decoded in chunks of 512, as the server reads it. Returns its length."""
     tokens = model.tokenize(text, add_special=True)
-    for start in range(0, len(tokens), 512):
-        decode(model, [(seq_id, tokens[start : start + 512], start)])
+    read(model, seq_id, tokens)
     return len(tokens)
 
 
@@ -90,8 +90,10 @@ def alone_and_in_a_large_batch(model: LlamaCppModel, new: list[int]) -> tuple[np
     return alone, in_large_batch[: len(new)]
 
 
-@pytest.mark.parametrize("n_new", [2, 22, 63])
+@pytest.mark.parametrize("n_new", [1, 2, 22, 63])
 def test_a_follow_ups_new_tokens_get_the_logits_they_get_in_a_large_batch(model: LlamaCppModel, n_new: int) -> None:
+    """1 is a decoded token: alone after 900 cached tokens, llama.cpp's lone-decode case (split by context
+    chunks between the threads here, merged in position order)."""
     new = (model.tokenize(QUESTION, add_special=False) + model.tokenize(SOURCE[5000:6000], add_special=False))
     assert len(new) >= n_new
 
@@ -119,11 +121,37 @@ def test_two_conversations_follow_ups_in_one_batch_get_their_large_batch_logits(
         np.testing.assert_array_equal(together[seq_id], references[seq_id])
 
 
-def test_without_the_switch_a_small_chunk_gets_the_stock_kernel(
-    model: LlamaCppModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Off by default: the stock one-row kernel (F16) gives these rows other logits than the tiled kernel."""
-    monkeypatch.delenv("CODEBOOGA_FA_SMALL_BATCH")
+def test_a_decoded_token_gets_the_same_logits_alone_and_beside_another_sequences_token(model: LlamaCppModel) -> None:
+    """Decoding alone, a sequence is one row: its context is split between the threads. Beside another sequence
+    the work is split by sequence and head instead. The merged result is the same."""
+    llama.llama_memory_clear(model.memory, True)
+    cached = [read_file(model, 0, SOURCE[:3000]), read_file(model, 1, SOURCE[10000:11000])]
+    token = model.tokenize(QUESTION, add_special=False)[:1]
+
+    [alone] = decode(model, [(0, token, cached[0])])
+    forget_after(model, 0, cached[0])
+    [beside, _] = decode(model, [(0, token, cached[0]), (1, token, cached[1])])
+
+    np.testing.assert_array_equal(alone, beside)
+
+
+def test_a_prompt_cut_into_other_chunks_ends_with_the_same_logits(model: LlamaCppModel) -> None:
+    """The same 1,000 tokens read in chunks of 512 (the server's), of 97 and of 31: chunks past the first attend
+    to the earlier ones' cached keys at every size."""
+    tokens = model.tokenize(SOURCE[:4000], add_special=True)[:1000]
+    last = []
+    for chunk in (512, 97, 31):
+        llama.llama_memory_clear(model.memory, True)
+        last.append(read(model, 0, tokens, chunk))
+
+    np.testing.assert_array_equal(last[1], last[0])
+    np.testing.assert_array_equal(last[2], last[0])
+
+
+def test_the_stock_switch_brings_back_llama_cpps_kernels(model: LlamaCppModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CODEBOOGA_FLASH_ATTN=stock: llama.cpp's one-row kernel (F16) gives these rows other logits than its tiled
+    kernel, as it does without the patch."""
+    monkeypatch.setenv("CODEBOOGA_FLASH_ATTN", "stock")
 
     alone, in_large_batch = alone_and_in_a_large_batch(model, model.tokenize(QUESTION, add_special=False)[:22])
 
