@@ -1,5 +1,5 @@
 """codebooga's batch-invariant flash-attention kernel (server/engine/llama_cpp/patches/, the default) against
-llama.cpp's stock kernels (the same build with CODEBOOGA_FLASH_ATTN=stock) and without flash attention.
+llama.cpp's stock kernels (the same build with CODEBOOGA_FA_KERNEL=stock) and without flash attention.
 
 For each context length, a process reads that many tokens of a standard-library file into its KV cache in chunks
 of 512 (timed once: `read`), then decodes a follow-up's 22 new tokens after it (the close of an answer and a
@@ -109,9 +109,9 @@ def run_variant(
     kernel: str, flash_attention: str, contexts: list[int], stream_contexts: list[int], threads: int
 ) -> dict[str, dict[str, float]]:
     env = dict(os.environ)
-    env.pop("CODEBOOGA_FLASH_ATTN", None)
+    env.pop("CODEBOOGA_FA_KERNEL", None)
     if kernel == "stock":
-        env["CODEBOOGA_FLASH_ATTN"] = "stock"
+        env["CODEBOOGA_FA_KERNEL"] = "stock"
     command = [sys.executable, __file__, "--worker", "--contexts", ",".join(map(str, contexts)),
                "--streams-contexts", ",".join(map(str, stream_contexts)),
                "--threads", str(threads), "--flash-attn", flash_attention]

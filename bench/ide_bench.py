@@ -13,7 +13,7 @@ recomputed vs reused (codebooga: /health counters; llama-server: `timings.prompt
 response), aggregate completion tokens/s (from `usage`), peak RSS (VmHWM). Results go to bench/results/ide.json.
 
 codebooga runs its batch-invariant flash-attention kernel (docs/build.md#patches-to-llamacpp);
-CODEBOOGA_FLASH_ATTN=stock in the environment brings back llama.cpp's (llama-server, built stock, ignores it); the
+CODEBOOGA_FA_KERNEL=stock in the environment brings back llama.cpp's (llama-server, built stock, ignores it); the
 JSON records which.
 
 Both servers run flash attention at their default (`auto`: on, on CPU) unless --flash-attn (codebooga) or
@@ -225,7 +225,7 @@ def main() -> None:
     record = {"users": args.users, "slots": args.slots, "turns": args.turns, "rounds": args.rounds,
               "independent": args.independent, "threads": args.threads, "model": Path(model).name,
               "flash_attn": {"codebooga": args.flash_attn, "llama-server": args.llama_server_flash_attn},
-              "codebooga_flash_attn_kernel": os.environ.get("CODEBOOGA_FLASH_ATTN") or "batch-invariant",
+              "codebooga_flash_attn_kernel": os.environ.get("CODEBOOGA_FA_KERNEL") or "batch-invariant",
               "results": results, "ratios": ratios, "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     (REPO / "bench" / "results" / "ide.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=1))

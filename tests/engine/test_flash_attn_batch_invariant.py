@@ -1,7 +1,7 @@
 """codebooga's llama.cpp computes a token's attention the same way whatever else its graph run holds
 (server/engine/llama_cpp/patches/flash-attn-batch-invariant.patch; docs/build.md#patches-to-llamacpp): one token
 decoded alone, beside other sequences' tokens, a follow-up's few new tokens, or the same tokens inside a chunk of
-64 or more all get bit-for-bit the same logits. CODEBOOGA_FLASH_ATTN=stock brings back llama.cpp's kernels.
+64 or more all get bit-for-bit the same logits. CODEBOOGA_FA_KERNEL=stock brings back llama.cpp's kernels.
 
 Stock llama.cpp runs fewer than 64 rows of a sequence through a one-row kernel in F16 (which differs from its own
 64-row kernel by a mean of 0.13–0.15 in these logits), 64 or more through a tiled kernel in F32, and splits a lone
@@ -149,10 +149,42 @@ def test_a_prompt_cut_into_other_chunks_ends_with_the_same_logits(model: LlamaCp
 
 
 def test_the_stock_switch_brings_back_llama_cpps_kernels(model: LlamaCppModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CODEBOOGA_FLASH_ATTN=stock: llama.cpp's one-row kernel (F16) gives these rows other logits than its tiled
+    """CODEBOOGA_FA_KERNEL=stock: llama.cpp's one-row kernel (F16) gives these rows other logits than its tiled
     kernel, as it does without the patch."""
-    monkeypatch.setenv("CODEBOOGA_FLASH_ATTN", "stock")
+    monkeypatch.setenv("CODEBOOGA_FA_KERNEL", "stock")
 
     alone, in_large_batch = alone_and_in_a_large_batch(model, model.tokenize(QUESTION, add_special=False)[:22])
 
     assert np.abs(alone - in_large_batch).mean() > 0.01
+
+
+def test_the_kernel_is_as_close_to_attention_without_flash_attention_as_llama_cpps_own(
+    model: LlamaCppModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An independent reference: llama.cpp without flash attention (K·Q as one matrix product, softmax, then V).
+    A 700-token prompt read as the server reads it (512, then 188 rows attending across two context chunks, whose
+    partial results the kernel merges), and one decoded token after it."""
+    tokens = model.tokenize(SOURCE[:4000], add_special=True)[:701]
+    prompt, decoded = tokens[:700], tokens[700:]
+
+    def logits(of: LlamaCppModel) -> np.ndarray:
+        llama.llama_memory_clear(of.memory, True)
+        decode(of, [(0, prompt[:512], 0)])
+        [rows] = decode(of, [(0, prompt[512:], 512)])
+        [last] = decode(of, [(0, decoded, 700)])
+        return np.concatenate([rows, last])
+
+    kernel = logits(model)
+    monkeypatch.setenv("CODEBOOGA_FA_KERNEL", "stock")
+    stock = logits(model)
+    without = LlamaCppModel(
+        embedded_model_path(), ContextOptions(n_ctx_per_seq=2048, n_parallel=1, n_threads=2, flash_attention="off")
+    )
+    try:
+        reference = logits(without)
+    finally:
+        without.close()
+
+    kernel_error, stock_error = np.abs(kernel - reference).mean(), np.abs(stock - reference).mean()
+    assert kernel_error <= 1.1 * stock_error, (kernel_error, stock_error)
+    assert (kernel.argmax(axis=1) == reference.argmax(axis=1)).mean() >= 0.97
